@@ -1,0 +1,1 @@
+"""Benchmarks: latency and accuracy parity measured side by side."""

@@ -1,0 +1,1 @@
+"""Training side of maskdepth: data, model zoo, losses and the loop (PyTorch)."""

@@ -1,0 +1,1 @@
+"""Data: one sample type, three sources (the seed's layout, compose, synth), one loader."""

@@ -1,0 +1,49 @@
+"""What every data source offers, and the one function that opens a source by name or path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from maskdepth.runtime.errors import MaskDepthError
+
+from .sample import Sample
+
+
+class Source(Protocol):
+    """A random-access list of samples. Implementations must be picklable (loader workers)."""
+
+    kind: str  # "seed-folders", "seed-zips", "synth", ... for `data info`
+    manifest: dict | None  # manifest.json when the dataset has one
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Sample: ...
+
+    def background_ids(self) -> np.ndarray:
+        """One background id per scene (int64, len(self) of them): the key to split by."""
+        ...
+
+
+def open_source(
+    spec: str | Path,
+    *,
+    binarize_mask: bool = True,
+    size: int = 224,
+    count: int = 2000,
+    seed: int = 0,
+) -> Source:
+    """``"synth"`` gives on-the-fly synthetic scenes (``size``, ``count``, ``seed``); a path gives
+    the dataset in the seed's layout there, from folders or zips."""
+    if str(spec) == "synth":
+        from .synth import SynthSource
+
+        return SynthSource(count=count, size=size, seed=seed)
+    path = Path(spec)
+    if not path.exists():
+        raise MaskDepthError(f"{path}: no such dataset folder (or pass 'synth')")
+    from .seed_layout import SeedLayoutSource
+
+    return SeedLayoutSource(path, binarize_mask=binarize_mask)
