@@ -1,0 +1,212 @@
+"""The `maskdepth` command: one entry point, a subcommand per job.
+
+User errors (MaskDepthError, a missing file or optional dependency) print one line and exit 2;
+heavy modules are imported only by the subcommand that needs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from maskdepth import __version__
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
+
+LATER = {"train": 3, "eval": 3, "export": 4, "predict": 5, "bench": 6}
+
+
+def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        print(f"maskdepth {name}: not implemented yet (issue #{LATER[name]})", file=sys.stderr)
+        return 2
+
+    return run
+
+
+def _add_dataset_reading(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("data", metavar="DIR", help="dataset in the seed's layout (folders/zips)")
+    parser.add_argument(
+        "--skip-bad", action="store_true", help="skip broken or incomplete scenes, count them"
+    )
+    parser.add_argument(
+        "--no-binarize",
+        dest="binarize",
+        action="store_false",
+        help="keep masks as stored instead of thresholding them at 0.5",
+    )
+
+
+def _data_parsers(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser("data", help="make, inspect and look at datasets")
+    verbs = data.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    compose = verbs.add_parser("compose", help="the seed's recipe on your images")
+    compose.add_argument("--backgrounds", required=True, type=Path, help="folder of empty scenes")
+    compose.add_argument(
+        "--foregrounds", required=True, type=Path, help="folder of RGBA PNG cut-outs"
+    )
+    compose.add_argument("--out", required=True, type=Path)
+    compose.add_argument("--size", type=int, default=224, help="square side of every image")
+    compose.add_argument("--positions", type=int, default=20, help="random places per cut-out")
+    compose.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True)
+    compose.add_argument("--fg-size", type=int, default=112, help="cut-outs fit in this square")
+    compose.add_argument("--white-key", action="store_true", help="white backgrounds -> alpha")
+    compose.add_argument(
+        "--png", action="store_true", help="lossless PNG instead of the seed's JPG"
+    )
+    compose.add_argument("--depth-model", type=Path, help="a monocular depth network as ONNX")
+    compose.add_argument(
+        "--depth-output",
+        choices=["depth", "disparity"],
+        default="depth",
+        help="what the depth model outputs (disparity is inverted)",
+    )
+    _add_generation_options(compose)
+    compose.set_defaults(run=_run_compose)
+
+    synth = verbs.add_parser("synth", help="procedural scenes with exact depth")
+    synth.add_argument("--out", required=True, type=Path)
+    synth.add_argument("--count", required=True, type=int, help="number of scenes")
+    synth.add_argument("--size", type=int, default=224, help="square side of every image")
+    synth.add_argument("--per-background", type=int, default=20, help="scenes per background")
+    synth.add_argument("--jpg", action="store_true", help="the seed's JPG instead of lossless PNG")
+    _add_generation_options(synth)
+    synth.set_defaults(run=_run_synth)
+
+    info = verbs.add_parser("info", help="what a dataset holds")
+    _add_dataset_reading(info)
+    info.add_argument("--json", action="store_true", help="print one JSON object")
+    info.add_argument("--sample", type=int, default=200, help="scenes decoded for statistics")
+    info.set_defaults(run=_run_info)
+
+    show = verbs.add_parser("show", help="a bg | scene | mask | depth grid as a picture")
+    _add_dataset_reading(show)
+    show.add_argument("--out", required=True, type=Path, help="picture to write (.png or .jpg)")
+    show.add_argument("--count", type=int, default=8, help="scenes (rows) in the grid")
+    show.set_defaults(run=_run_show)
+
+
+def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a dataset in --out")
+    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable input images")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="maskdepth",
+        description="Mask and dense depth of what is new in a fixed camera's scene.",
+    )
+    parser.add_argument("--version", action="version", version=f"maskdepth {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _data_parsers(sub)
+    for name, help_text in [
+        ("train", "train a model"),
+        ("eval", "score a model on a dataset"),
+        ("export", "export to ONNX and TensorRT"),
+        ("predict", "run a model on images or video"),
+        ("bench", "latency and accuracy parity"),
+    ]:
+        later = sub.add_parser(name, help=f"{help_text} (coming in issue #{LATER[name]})")
+        later.set_defaults(run=_not_yet(name))
+    demo = sub.add_parser("demo", help="the whole story on this machine, no data needed")
+    demo.add_argument("--out", type=Path, default=Path("runs/demo"))
+    demo.add_argument("--count", type=int, default=200, help="synthetic scenes to make")
+    demo.set_defaults(run=_run_demo)
+    return parser
+
+
+def _report(result: dict, out: Path) -> None:
+    print(
+        f"wrote {result['scenes']:,} scenes ({result['backgrounds']} backgrounds) to {out} "
+        f"in {result['seconds']:.1f} s: {result['scenes_per_s']:.1f} scenes/s"
+    )
+    if result.get("skipped"):
+        print(f"skipped {result['skipped']} unreadable input images", file=sys.stderr)
+
+
+def _run_compose(args: argparse.Namespace) -> int:
+    from maskdepth.train.data.compose import compose
+
+    result = compose(
+        args.out,
+        args.backgrounds,
+        args.foregrounds,
+        size=args.size,
+        positions=args.positions,
+        flip=args.flip,
+        fg_size=args.fg_size,
+        seed=args.seed,
+        white_key=args.white_key,
+        image_format="png" if args.png else "jpg",
+        depth_model=args.depth_model,
+        depth_output=args.depth_output,
+        workers=args.workers,
+        overwrite=args.overwrite,
+        skip_bad=args.skip_bad,
+    )
+    _report(result, args.out)
+    return 0
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from maskdepth.train.data.synth import synthesize
+
+    result = synthesize(
+        args.out,
+        args.count,
+        size=args.size,
+        seed=args.seed,
+        per_background=args.per_background,
+        image_format="jpg" if args.jpg else "png",
+        workers=args.workers,
+        overwrite=args.overwrite,
+    )
+    _report(result, args.out)
+    return 0
+
+
+def _open_dataset(args: argparse.Namespace):
+    from maskdepth.train.data.seed_layout import SeedLayoutSource
+
+    return SeedLayoutSource(args.data, binarize_mask=args.binarize, skip_bad=args.skip_bad)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from maskdepth.train.data.inspect import describe, format_info
+
+    info = describe(_open_dataset(args), sample_count=args.sample, skip_bad=args.skip_bad)
+    print(json.dumps(info) if args.json else format_info(info))
+    return 0
+
+
+def _run_show(args: argparse.Namespace) -> int:
+    from maskdepth.train.data.inspect import show
+
+    print(f"wrote {show(_open_dataset(args), args.out, args.count, skip_bad=args.skip_bad)}")
+    return 0
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    from maskdepth.benchmarks.demo import run_demo
+
+    return run_demo(args.out, count=args.count)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown and args.command not in LATER:  # later commands take any options for now
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return args.run(args)
+    except (MaskDepthError, MissingDependencyError, FileNotFoundError) as exc:
+        print(f"maskdepth {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"maskdepth {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,84 @@
+"""The `maskdepth` command: subcommands, one-line errors with exit code 2, info and show."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from maskdepth.cli import main
+from maskdepth.runtime.image import read_image
+
+
+def _cli(*args, cwd=None):
+    cmd = [sys.executable, "-m", "maskdepth", *map(str, args)]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+def test_help_lists_every_subcommand():
+    done = _cli("--help")
+    assert done.returncode == 0
+    for name in ("data", "train", "eval", "export", "predict", "bench", "demo"):
+        assert name in done.stdout
+    done = _cli("data", "--help")
+    for verb in ("compose", "synth", "info", "show"):
+        assert verb in done.stdout
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "export", "predict", "bench"])
+def test_later_commands_say_not_implemented(command, capsys):
+    assert main([command, "--data", "x"]) == 2
+    assert "not implemented yet" in capsys.readouterr().err
+
+
+def test_bad_dataset_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "bg").mkdir()
+    done = _cli("data", "info", tmp_path)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert str(tmp_path) in lines[0] and "no fg_bg/ folder or fg_bg.zip" in lines[0]
+
+
+def test_missing_folder_is_one_line_and_exit_2(tmp_path):
+    done = _cli("data", "show", tmp_path / "absent", "--out", tmp_path / "g.png")
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "g.png").exists()
+
+
+def test_info_json_and_text(seed_dataset, capsys):
+    root, truth = seed_dataset
+    assert main(["data", "info", str(root), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {"kind", "scenes", "backgrounds", "size"} <= set(info)
+    assert info["scenes"] == 6 and info["backgrounds"] == 2 and info["size"] == [32, 32]
+    coverage = np.mean([t["mask"].mean() for t in truth.values()])
+    assert info["mask"]["coverage_mean"] == pytest.approx(coverage, abs=1e-3)
+    assert info["depth"]["min"] == pytest.approx(0.1, abs=1 / 255)
+    assert main(["data", "info", str(root)]) == 0
+    text = capsys.readouterr().out
+    assert "scenes       6" in text and "32x32" in text
+
+
+def test_info_skip_bad_counts_broken_scenes(seed_dataset, capsys):
+    root, _ = seed_dataset
+    (root / "fg_bg" / "1" / "2.png").write_bytes(b"\x89PNG broken")
+    assert main(["data", "info", str(root), "--json"]) == 2
+    assert "fg_bg/1/2.png: unreadable or truncated image" in capsys.readouterr().err
+    assert main(["data", "info", str(root), "--json", "--skip-bad"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["skipped"] == 1 and info["sampled"] == 5
+
+
+def test_show_writes_a_labelled_grid(seed_dataset, tmp_path):
+    root, _ = seed_dataset
+    out = tmp_path / "pictures" / "grid.png"
+    assert main(["data", "show", str(root), "--out", str(out), "--count", "3"]) == 0
+    grid = read_image(out)
+    # a header strip, then three rows of four 160-pixel cells with 4-pixel gutters
+    assert grid.shape == (22 + 4 + 3 * 160 + 2 * 4, 4 * 160 + 3 * 4, 3)
+    header = grid[:22]
+    assert header.min() < 100  # the column labels are drawn
+    assert not list(out.parent.glob(".*.part"))

@@ -1,0 +1,134 @@
+"""Training augmentations that keep bg, scene, mask and depth aligned.
+
+Geometry (horizontal flip, one crop window) moves all four together, so the scene still differs
+from the bg exactly where the mask is. Colour jitter touches only the two photos: a shared part,
+as when the camera's exposure or white balance drifts between the two shots, plus a smaller
+independent part on the scene. Mask and depth are labels and are never jittered.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import cv2
+import numpy as np
+
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.preprocess import resize_image, resize_map
+
+from .sample import Sample
+
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
+
+
+@dataclass(frozen=True)
+class Jitter:
+    """One draw of colour changes: factors around 1 and per-channel gains (a white-balance shift)."""
+
+    brightness: float
+    contrast: float
+    saturation: float
+    gains: np.ndarray  # (3,), luma-weighted mean 1
+
+    def matrix(self, pivot: float) -> np.ndarray:
+        """The 3x4 affine colour map: gains and brightness, contrast around ``pivot`` (a grey
+        level), then saturation as a blend with the pixel's grey. All linear, so one transform."""
+        blend = self.saturation * np.eye(3) + (1.0 - self.saturation) * np.outer(np.ones(3), _LUMA)
+        linear = self.contrast * blend @ np.diag(self.brightness * self.gains)
+        offset = np.full((3, 1), (1.0 - self.contrast) * pivot)
+        return np.hstack([linear, offset]).astype(np.float32)
+
+
+def _apply(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    return cv2.transform(image, matrix)  # uint8 in, uint8 out, rounded and saturated
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Flip, crop and colour jitter; strengths are the half-widths of uniform draws around 1."""
+
+    flip: float = 0.5  # probability of a horizontal flip
+    crop_scale: tuple[float, float] = (0.8, 1.0)  # crop side as a fraction of the image side
+    brightness: float = 0.2
+    contrast: float = 0.2
+    saturation: float = 0.2
+    hue: float = 0.03  # per-channel gain spread: a colour-temperature shift, not a true hue turn
+    independent: float = 0.25  # the scene's own jitter, as a fraction of the shared strengths
+
+    def __post_init__(self) -> None:
+        low, high = (float(v) for v in self.crop_scale)
+        if not 0.0 < low <= high <= 1.0:
+            raise MaskDepthError(f"crop scale {self.crop_scale}: expected 0 < low <= high <= 1")
+        object.__setattr__(self, "crop_scale", (low, high))
+        if not 0.0 <= self.flip <= 1.0:
+            raise MaskDepthError(f"flip probability {self.flip}: expected a number in [0, 1]")
+        strengths = (self.brightness, self.contrast, self.saturation, self.hue, self.independent)
+        if min(strengths) < 0 or max(strengths[:4]) >= 1:
+            raise MaskDepthError(
+                f"jitter strengths {strengths[:4]}: expected numbers in [0, 1); "
+                f"independent {self.independent}: expected >= 0"
+            )
+
+    @property
+    def jitters(self) -> bool:
+        return max(self.brightness, self.contrast, self.saturation, self.hue) > 0
+
+    def without_jitter(self) -> Augment:
+        """The same geometry, colours untouched."""
+        return replace(self, brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+
+    def __call__(
+        self, sample: Sample, rng: np.random.Generator, size: tuple[int, int] | None = None
+    ) -> Sample:
+        """Return an augmented copy of ``sample`` at ``size`` (default: the sample's size).
+
+        Passing the training size folds the crop's resize and the loader's resize into one.
+        """
+        size = sample.scene.shape[:2] if size is None else tuple(size)
+        bg, scene, mask, depth = self._geometry(sample, rng, size)
+        if self.jitters:
+            bg, scene = self._jitter(bg, scene, rng)
+        return Sample(bg=bg, scene=scene, mask=mask, depth=depth, name=sample.name)
+
+    def _geometry(
+        self, sample: Sample, rng: np.random.Generator, size: tuple[int, int]
+    ) -> tuple[np.ndarray, ...]:
+        height, width = sample.scene.shape[:2]
+        flip = rng.random() < self.flip
+        scale = rng.uniform(*self.crop_scale)
+        crop_h = min(height, max(1, round(scale * height)))
+        crop_w = min(width, max(1, round(scale * width)))
+        top = int(rng.integers(0, height - crop_h + 1))
+        left = int(rng.integers(0, width - crop_w + 1))
+        window = (slice(top, top + crop_h), slice(left, left + crop_w))
+        images = [resize_image(sample.bg[window], size), resize_image(sample.scene[window], size)]
+        maps = [resize_map(sample.mask[window], size), resize_map(sample.depth[window], size)]
+        if flip:  # flipping after the crop = cropping the mirrored window of a flipped image
+            return tuple(cv2.flip(a, 1) for a in images + maps)
+        return tuple(np.ascontiguousarray(a) for a in images + maps)
+
+    def _draw(self, rng: np.random.Generator, share: float, base: Jitter | None) -> Jitter:
+        def factor(strength: float, count: int | None = None) -> np.ndarray:
+            return 1.0 + rng.uniform(-share * strength, share * strength, count)
+
+        gains = factor(self.hue, 3)
+        gains = gains / (gains @ _LUMA)
+        drawn = Jitter(factor(self.brightness), factor(self.contrast), factor(self.saturation), gains)
+        if base is None:
+            return drawn
+        return Jitter(
+            base.brightness * drawn.brightness,
+            base.contrast * drawn.contrast,
+            base.saturation * drawn.saturation,
+            base.gains * drawn.gains,
+        )
+
+    def _jitter(
+        self, bg: np.ndarray, scene: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        shared = self._draw(rng, 1.0, None)
+        own = self._draw(rng, self.independent, shared)
+        # One pivot for both photos (the bg's grey level after the brightness change), so the
+        # shared part maps equal pixels of bg and scene to equal pixels.
+        pivot = shared.brightness * float(np.asarray(cv2.mean(bg)[:3]) @ _LUMA)
+        return _apply(bg, shared.matrix(pivot)), _apply(scene, own.matrix(pivot))
