@@ -232,8 +232,9 @@ def test_loader_batches_do_not_depend_on_the_number_of_workers():
 
 
 def test_skip_bad_replaces_and_counts_broken_samples_across_workers():
-    dataset = MaskDepthDataset(blob_source(16, bad={3, 7, 8}), pre=Preprocessing(size=(32, 32)),
-                               skip_bad=True)
+    dataset = MaskDepthDataset(
+        blob_source(16, bad={3, 7, 8}), pre=Preprocessing(size=(32, 32)), skip_bad=True
+    )
     loader = make_loader(dataset, 4, workers=2, shuffle=False)
     indices = torch.cat([batch["index"] for batch in loader]).tolist()
     assert len(indices) == 16
@@ -246,6 +247,11 @@ def test_skip_bad_replaces_and_counts_broken_samples_across_workers():
 @pytest.mark.parametrize("workers", [0, 2])
 def test_without_skip_bad_the_error_reaches_the_caller(workers):
     dataset = MaskDepthDataset(blob_source(8, bad={5}), pre=Preprocessing(size=(32, 32)))
-    with pytest.raises(MaskDepthError, match="sample 5: unreadable"):
-        list(make_loader(dataset, 4, workers=workers, shuffle=False))
+    batches = iter(make_loader(dataset, 4, workers=workers, shuffle=False))
+    with pytest.raises(MaskDepthError, match="sample 5: unreadable") as caught:
+        list(batches)
     assert dataset.bad_count == 0
+    # torch re-raises a worker's error from a frame its exception refers back to; break that
+    # cycle so the workers stop now, not at a later garbage collection (5 s per worker).
+    caught.value.__traceback__ = None
+    del batches, caught

@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = {"runtime": "maskdepth/runtime", "train": "maskdepth/train", "export": "maskdepth/export"}
+PACKAGES = {
+    "runtime": "maskdepth/runtime",
+    "train": "maskdepth/train",
+    "export": "maskdepth/export",
+}
 PACKAGES |= {"benchmarks": "maskdepth/benchmarks", "maskdepth": "maskdepth"}
 
 
@@ -25,8 +29,15 @@ def wheel(tmp_path_factory) -> Path:
     junk = shutil.ignore_patterns(".*", "build", "*.egg-info", "runs", "__pycache__", "venv")
     shutil.copytree(ROOT, source, ignore=junk)
     done = _run(
-        sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "--no-build-isolation",
-        "-w", str(out),
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        str(source),
+        "--no-deps",
+        "--no-build-isolation",
+        "-w",
+        str(out),
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return next(out.glob("maskdepth-*.whl"))
@@ -46,7 +57,9 @@ def test_plain_install_into_a_fresh_venv(wheel, tmp_path):
     venv = tmp_path / "venv"
     assert _run(sys.executable, "-m", "venv", "--system-site-packages", str(venv)).returncode == 0
     python, cli = venv / "bin" / "python", venv / "bin" / "maskdepth"
-    done = _run(str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", str(wheel))
+    done = _run(
+        str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation", str(wheel)
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     code = (
         "import maskdepth, maskdepth.runtime, maskdepth.train.data.seed_layout, "

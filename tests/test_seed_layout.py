@@ -72,7 +72,8 @@ def test_stored_zip_members_and_crc_check(tmp_path):
 
     shutil.rmtree(root / "fg_bg")
     source = SeedLayoutSource(root)
-    assert source.trees["fg_bg"].read("1/1.png") == stored
+    assert source.trees["fg_bg"].names()[0] == "1/1.png"
+    assert source.trees["fg_bg"].read(0) == stored
     data = bytearray((root / "fg_bg.zip").read_bytes())
     at = data.find(stored[100:120])
     data[at] ^= 0xFF  # corrupt one byte inside the first member
@@ -124,7 +125,7 @@ def test_missing_mask_names_the_expected_path_and_skip_bad_drops_it(seed_dataset
     with pytest.raises(MaskDepthError, match=r"fg_bg_mask/2/5.png: missing for fg_bg/2/5.png"):
         SeedLayoutSource(root)
     source = SeedLayoutSource(root, skip_bad=True)
-    assert len(source) == 5 and len(source.skipped) == 1
+    assert len(source) == 5 and source.skipped == 1
 
 
 def test_background_without_scenes(seed_dataset):
@@ -148,7 +149,9 @@ def test_mismatched_sizes(seed_dataset):
 
     write_image(root / "fg_bg_mask" / "1" / "2.png", np.zeros((16, 16), np.uint8))
     source = SeedLayoutSource(root)
-    with pytest.raises(MaskDepthError, match=r"1/2.png: mask is \(16, 16\), the scene is \(32, 32\)"):
+    with pytest.raises(
+        MaskDepthError, match=r"1/2.png: mask is \(16, 16\), the scene is \(32, 32\)"
+    ):
         source[1]
 
 
@@ -191,3 +194,11 @@ def test_not_a_zip(seed_dataset):
 def test_missing_dataset_folder(tmp_path):
     with pytest.raises(MaskDepthError, match=r"no such dataset folder"):
         open_source(tmp_path / "nowhere")
+
+
+def test_stray_files_are_ignored(seed_dataset):
+    root, truth = seed_dataset
+    (root / "fg_bg" / "1" / "Thumbs.db").write_bytes(b"junk")
+    (root / "fg_bg" / "notes.txt").write_text("made by hand")
+    (root / "bg" / "README").write_text("backgrounds")
+    _assert_matches(SeedLayoutSource(root), truth)

@@ -23,7 +23,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float64)
 
 @dataclass(frozen=True)
 class Jitter:
-    """One draw of colour changes: factors around 1 and per-channel gains (a white-balance shift)."""
+    """One draw of colour changes: factors around 1, per-channel gains (a white-balance shift)."""
 
     brightness: float
     contrast: float
@@ -113,7 +113,9 @@ class Augment:
 
         gains = factor(self.hue, 3)
         gains = gains / (gains @ _LUMA)
-        drawn = Jitter(factor(self.brightness), factor(self.contrast), factor(self.saturation), gains)
+        drawn = Jitter(
+            factor(self.brightness), factor(self.contrast), factor(self.saturation), gains
+        )
         if base is None:
             return drawn
         return Jitter(

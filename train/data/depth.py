@@ -77,7 +77,7 @@ def stand_on_ground(ground: np.ndarray, alpha: np.ndarray, threshold: float = 0.
         return ground.astype(np.float32, copy=True)
     lowest = int(rows[-1])
     under = min(lowest + 1, ground.shape[0] - 1)
-    contact = np.asarray(ground[under, opaque[lowest]], np.float32).mean()
+    contact = np.float32(np.mean(ground[under, opaque[lowest]], dtype=np.float64))
     a = alpha.astype(np.float32)
     return ((1 - a) * ground + a * contact).astype(np.float32)
 
@@ -124,10 +124,13 @@ class OnnxDepthModel:
         if self._runner is None:
             from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
 
-            runner = OnnxRuntimeRunner(self.path, threads=1)
-            runner.activate()
-            self._input = self._check_input(runner.input_metadata)
-            self._runner = runner
+            self._runner = OnnxRuntimeRunner(self.path, threads=1)
+            self._runner.activate()
+            try:
+                self._input = self._check_input(self._runner.input_metadata)
+            except MaskDepthError:
+                self.close()
+                raise
         return self._runner
 
     def _check_input(self, metadata: dict) -> tuple[str, np.dtype, tuple[int, int] | None]:

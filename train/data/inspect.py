@@ -58,7 +58,7 @@ def describe(source: Source, sample_count: int = 200, skip_bad: bool = False) ->
             "source": manifest.get("depth", {}).get("source"),
             "scale_m": manifest.get("depth", {}).get("scale_m"),
         },
-        "skipped": len(getattr(source, "skipped", [])) + bad,
+        "skipped": getattr(source, "skipped", 0) + bad,
     }
     return info
 

@@ -21,6 +21,8 @@ from .augment import Augment
 from .sample import Sample
 from .sources import Source
 
+_SEED_PRE = Preprocessing()  # frozen, so one shared default is safe
+
 
 class MaskDepthDataset(Dataset):
     """Samples of ``source`` (those at ``indices``, default all) as tensors.
@@ -39,7 +41,7 @@ class MaskDepthDataset(Dataset):
         self,
         source: Source,
         indices: Sequence[int] | np.ndarray | None = None,
-        pre: Preprocessing = Preprocessing(),
+        pre: Preprocessing = _SEED_PRE,
         augment: Augment | None = None,
         seed: int = 0,
         skip_bad: bool = False,
@@ -111,9 +113,11 @@ class MaskDepthDataset(Dataset):
 
 
 def _init_worker(worker_id: int) -> None:
-    # Each worker decodes one image at a time; OpenCV's own thread pool per worker would
-    # oversubscribe the cores (workers x threads) and slow everything down.
-    cv2.setNumThreads(1)
+    # Each worker decodes one image at a time: OpenCV's own thread pool in every worker would
+    # oversubscribe the cores (workers x threads). 0 (run sequentially), not 1: in a forked
+    # worker whose parent had already used OpenCV's pool, setNumThreads(1) rebuilds the pool
+    # and deadlocks on the parent's condition variable (OpenCV 5, glibc).
+    cv2.setNumThreads(0)
 
 
 def make_loader(

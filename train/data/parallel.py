@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
+import cv2
 from tqdm import tqdm
 
 T = TypeVar("T")
@@ -19,6 +20,12 @@ def default_workers() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # macOS and Windows
         return os.cpu_count() or 1
+
+
+def _single_threaded() -> None:
+    # One process per core already; OpenCV's own threads on top would only oversubscribe.
+    # (0, not 1: setNumThreads(1) in a child forked after the parent used OpenCV can deadlock.)
+    cv2.setNumThreads(0)
 
 
 def _call(job: tuple[int, Callable, Any]) -> tuple[int, Any]:
@@ -54,7 +61,9 @@ def run_tasks(
                 results[index] = result
                 bar.update(count)
         else:
-            with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(workers) as pool:
+            with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
+                workers, _single_threaded
+            ) as pool:
                 for index, (count, result) in pool.imap_unordered(_call, jobs):
                     results[index] = result
                     bar.update(count)

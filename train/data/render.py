@@ -8,11 +8,13 @@ is its z-depth: depth is exact by construction, not estimated.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol
 
+import cv2
 import numpy as np
 
 F32 = np.float32
@@ -24,25 +26,31 @@ LATTICE = 64  # value-noise lattice side (a power of two: coordinates wrap with 
 class Camera:
     """A pinhole camera at (0, height, 0), pitched down and turned by yaw (degrees).
 
-    ``shift_px`` moves the principal point (dx, dy) in pixels: camera shake that keeps the
-    rendered mask and depth exact for the picture it renders.
+    ``shift_px`` moves the principal point (dx, dy) in pixels: camera shake. It translates the
+    picture by exactly (dx, dy) (see ``shifted``) while mask and depth are cast exactly.
     """
 
     size: tuple[int, int]  # (h, w)
     height_m: float
     pitch_deg: float
     yaw_deg: float
-    fov_deg: float  # horizontal
+    focal_px: float
     shift_px: tuple[float, float] = (0.0, 0.0)
 
-    @property
-    def focal_px(self) -> float:
-        return self.size[1] / 2 / math.tan(math.radians(self.fov_deg) / 2)
+    @classmethod
+    def with_fov(cls, size: tuple[int, int], fov_deg: float, **pose) -> Camera:
+        """A camera whose horizontal field of view is ``fov_deg``."""
+        return cls(size=size, focal_px=size[1] / 2 / math.tan(math.radians(fov_deg) / 2), **pose)
 
     @property
     def principal(self) -> tuple[float, float]:
         """(cx, cy) in continuous pixel coordinates (pixel i spans [i, i + 1))."""
         return self.size[1] / 2 + self.shift_px[0], self.size[0] / 2 + self.shift_px[1]
+
+    def padded(self, margin: int) -> Camera:
+        """The same camera seeing ``margin`` more pixels on every side."""
+        h, w = self.size
+        return replace(self, size=(h + 2 * margin, w + 2 * margin))
 
     @property
     def origin(self) -> np.ndarray:
@@ -58,13 +66,9 @@ class Camera:
         return right, down, forward
 
     def rays(self) -> np.ndarray:
-        """(h, w, 3) ray directions through the pixel centres, forward component 1."""
-        h, w = self.size
-        cx, cy = self.principal
-        xs = ((np.arange(w, dtype=F32) + 0.5 - cx) / self.focal_px).astype(F32)
-        ys = ((np.arange(h, dtype=F32) + 0.5 - cy) / self.focal_px).astype(F32)
-        right, down, forward = self.axes()
-        return forward + xs[None, :, None] * right + ys[:, None, None] * down
+        """(h, w, 3) ray directions through the pixel centres, forward component 1 (read-only,
+        shared by the calls for one camera)."""
+        return _rays(self)
 
     def project(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Continuous pixel coordinates (x, y) and z-depth of world points (n, 3)."""
@@ -73,7 +77,11 @@ class Camera:
         z = rel @ forward
         cx, cy = self.principal
         safe = np.where(np.abs(z) > 1e-6, z, 1e-6)
-        return cx + self.focal_px * (rel @ right) / safe, cy + self.focal_px * (rel @ down) / safe, z
+        return (
+            cx + self.focal_px * (rel @ right) / safe,
+            cy + self.focal_px * (rel @ down) / safe,
+            z,
+        )
 
     def ground_point(self, x: float, y: float) -> np.ndarray | None:
         """World point where the ray through pixel coordinates (x, y) meets the ground."""
@@ -89,14 +97,24 @@ class Camera:
         h, w = self.size
         if bounds is None:
             return slice(0, h), slice(0, w)
-        lo, hi = bounds
-        corners = np.array([[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)])
-        x, y, z = self.project(corners)
+        x, y, z = self.project(corners(bounds))
         if (z < 0.05).any():
             return slice(0, h), slice(0, w)
         rows = slice(int(np.clip(math.floor(y.min()) - 1, 0, h)), int(np.clip(y.max() + 2, 0, h)))
         cols = slice(int(np.clip(math.floor(x.min()) - 1, 0, w)), int(np.clip(x.max() + 2, 0, w)))
         return rows, cols
+
+
+@functools.lru_cache(maxsize=4)
+def _rays(camera: Camera) -> np.ndarray:
+    h, w = camera.size
+    cx, cy = camera.principal
+    xs = ((np.arange(w, dtype=F32) + 0.5 - cx) / camera.focal_px).astype(F32)
+    ys = ((np.arange(h, dtype=F32) + 0.5 - cy) / camera.focal_px).astype(F32)
+    right, down, forward = camera.axes()
+    rays = forward + xs[None, :, None] * right + ys[:, None, None] * down
+    rays.flags.writeable = False
+    return rays
 
 
 # ----------------------------------------------------------------------------------- shapes
@@ -226,7 +244,9 @@ class Cylinder:
 
     def bounds(self):
         r = self.radius
-        return np.array([self.x - r, 0.0, self.z - r]), np.array([self.x + r, self.height, self.z + r])
+        return np.array([self.x - r, 0.0, self.z - r]), np.array(
+            [self.x + r, self.height, self.z + r]
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -270,6 +290,12 @@ class Ellipsoids:
         return (self.centres - reach).min(axis=0), (self.centres + reach).max(axis=0)
 
 
+def corners(bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The 8 corners (8, 3) of a world box (lo, hi)."""
+    lo, hi = bounds
+    return np.array([[a[0], b[1], c[2]] for a in (lo, hi) for b in (lo, hi) for c in (lo, hi)])
+
+
 def footprint(shape: Shape) -> tuple[float, float, float, float]:
     """(x, z, radius, height) of a solid's footprint on the ground, for contact shadows."""
     lo, hi = shape.bounds()
@@ -292,16 +318,17 @@ def _pulse(x: np.ndarray, duty: float, width: np.ndarray) -> np.ndarray:
 
 
 def _value_noise(lattice: np.ndarray, x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Smooth value noise in [0, 1] from a wrapping lattice."""
+    """Smooth value noise in [0, 1] from a wrapping lattice (LATTICE + 1 square, flattened, its
+    last row and column repeating the first)."""
     xf, yf = np.floor(x), np.floor(y)
     fx, fy = x - xf, y - yf
     fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)
-    m = LATTICE - 1
-    x0, y0 = xf.astype(np.int32) & m, yf.astype(np.int32) & m
-    x1, y1 = (x0 + 1) & m, (y0 + 1) & m
-    top = lattice[y0, x0] + fx * (lattice[y0, x1] - lattice[y0, x0])
-    bottom = lattice[y1, x0] + fx * (lattice[y1, x1] - lattice[y1, x0])
-    return top + fy * (bottom - top)
+    m, side = LATTICE - 1, LATTICE + 1
+    corner = (yf.astype(np.intp) & m) * side + (xf.astype(np.intp) & m)
+    a, b = lattice.take(corner), lattice.take(corner + 1)
+    c, d = lattice.take(corner + side), lattice.take(corner + side + 1)
+    top = a + fx * (b - a)
+    return top + fy * (c + fx * (d - c) - top)
 
 
 def _fbm(lattice, uv, base: float, octaves: int, foot: np.ndarray) -> np.ndarray:
@@ -335,6 +362,11 @@ class Texture:
     lattice: np.ndarray  # (LATTICE, LATTICE) float32
     brick: bool = False  # tiles: half-offset rows of 2:1 bricks
 
+    def __post_init__(self) -> None:
+        # The lattice padded with its first row and column, flattened: what _value_noise reads.
+        wrapped = np.pad(self.lattice.astype(F32), ((0, 1), (0, 1)), mode="wrap").ravel()
+        object.__setattr__(self, "_wrapped", wrapped)
+
     def albedo(self, uv: np.ndarray, foot: np.ndarray) -> np.ndarray:
         """(n, 3) albedo at texture coordinates uv (n, 2) seen with pixel footprints (n,) in m."""
         c, s = F32(math.cos(self.angle)), F32(math.sin(self.angle))
@@ -343,10 +375,12 @@ class Texture:
         w = (foot / self.period_m).astype(F32)
         mix = self._mix(u, v, w, uv, foot)
         color = self.colors[0] + mix[:, None] * (self.colors[1] - self.colors[0])
-        detail = _fbm(self.lattice, uv, 1.3 / self.period_m, 4, foot)
+        detail = _fbm(self._wrapped, uv, 1.3 / self.period_m, 4, foot)
         return color * (1.0 + self.grain * (detail - 0.5) * 2.0)[:, None]
 
     def _mix(self, u, v, w, uv, foot) -> np.ndarray:
+        """Where each point lies between colors[0] (0) and colors[1] (1); u, v and the footprint
+        w are in pattern periods, uv and foot in metres."""
         if self.pattern == "checker":
             return 0.5 - 0.5 * _square(u, w) * _square(v, w)
         if self.pattern == "stripes":
@@ -364,7 +398,7 @@ class Texture:
             tint = tint * np.clip(1.0 - w[0], 0.0, 1.0) * F32(0.3)  # each tile a little different
             return gap + (1.0 - gap) * tint
         if self.pattern == "noise":
-            value = _fbm(self.lattice, uv, 1.0 / self.period_m, 3, foot)
+            value = _fbm(self._wrapped, uv, 1.0 / self.period_m, 3, foot)
             return np.clip((value - 0.5) * 2.5 + 0.5, 0.0, 1.0)
         return np.zeros(len(u), F32)
 
@@ -381,22 +415,25 @@ class Light:
 
 
 class Surface(NamedTuple):
+    """A shape and how it looks."""
+
     shape: Shape
     texture: Texture
 
 
 @dataclass(eq=False)
 class Frame:
-    """A rendered picture: linear RGB in [0, 1], z-depth in metres (inf for sky), and the index
-    of the surface seen at each pixel (-1 for sky)."""
+    """What a camera sees: z-depth in metres (inf for sky), the index of the surface seen at
+    each pixel (-1 for sky) and which part of it; ``rgb`` (float, [0, 1]) once shaded."""
 
-    rgb: np.ndarray  # (h, w, 3) float32
     depth_m: np.ndarray  # (h, w) float32
     label: np.ndarray  # (h, w) int16
+    part: np.ndarray  # (h, w) int8
+    rgb: np.ndarray | None = None  # (h, w, 3) float32
 
 
-def cast(camera: Camera, shapes: Sequence[Shape]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Nearest hit per pixel: (z-depth, surface index or -1, part), each (h, w)."""
+def cast(camera: Camera, shapes: Sequence[Shape]) -> Frame:
+    """Nearest hit per pixel, unshaded."""
     rays = camera.rays()
     origin = camera.origin
     depth = np.full(camera.size, np.inf, F32)
@@ -409,56 +446,83 @@ def cast(camera: Camera, shapes: Sequence[Shape]) -> tuple[np.ndarray, np.ndarra
         np.copyto(depth[rows, cols], t, where=closer)
         np.copyto(label[rows, cols], np.int16(index), where=closer)
         np.copyto(part[rows, cols], p, where=closer)
-    return depth, label, part
+    return Frame(depth, label, part)
 
 
-def contact_shadow(
-    points: np.ndarray, casters: Sequence[Shape], light: Light, strength: float
-) -> np.ndarray:
-    """Darkening factor (n,) of ground points under and beside solids (a soft blob, cheap)."""
-    factor = np.ones(len(points), F32)
-    lean = -light.direction[[0, 2]] / max(float(light.direction[1]), 0.3)
-    for shape in casters:
-        x, z, radius, height = footprint(shape)
-        centre = np.array([x, z], F32) + lean * F32(0.25 * height)
-        dist2 = ((points[:, [0, 2]] - centre) ** 2).sum(axis=1) / F32((1.25 * radius) ** 2 + 1e-6)
-        factor *= 1.0 - F32(strength) * np.exp(-dist2)
-    return factor
-
-
-def render(
+def shade(
     camera: Camera,
     surfaces: Sequence[Surface],
     light: Light,
-    *,
-    casters: Sequence[Shape] = (),
-    shadow: float = 0.0,
+    frame: Frame,
+    indices: Sequence[int] | None = None,
     haze_m: float = 60.0,
-) -> Frame:
-    """Ray-cast and shade; ``casters`` darken the ground (surface 0) by up to ``shadow``."""
-    depth, label, part = cast(camera, [s.shape for s in surfaces])
+) -> None:
+    """Colour the pixels of the given surfaces (all, and the sky, by default) into frame.rgb:
+    texture, Lambert shading, and a haze that fades far surfaces to the horizon's colour."""
+    if frame.rgb is None:
+        frame.rgb = np.zeros((*camera.size, 3), F32)
     rays = camera.rays().reshape(-1, 3)
-    flat_label, flat_depth, flat_part = label.ravel(), depth.ravel(), part.ravel()
-    rgb = np.empty((flat_label.size, 3), F32)
-    length = np.linalg.norm(rays, axis=1)
-    sky = flat_label < 0
-    up = np.clip(rays[sky, 1] / length[sky] * 2.5, 0.0, 1.0)[:, None]
-    rgb[sky] = light.sky[0] + up * (light.sky[1] - light.sky[0])
-    for index, (shape, texture) in enumerate(surfaces):
-        where = np.flatnonzero(flat_label == index)
+    rgb, label = frame.rgb.reshape(-1, 3), frame.label.ravel()
+    depth, part = frame.depth_m.ravel(), frame.part.ravel()
+    if indices is None:
+        indices = range(len(surfaces))
+        sky = np.flatnonzero(label < 0)
+        up = np.clip(rays[sky, 1] / np.linalg.norm(rays[sky], axis=1) * 2.5, 0.0, 1.0)[:, None]
+        rgb[sky] = light.sky[0] + up * (light.sky[1] - light.sky[0])
+    for index in indices:
+        shape, texture = surfaces[index]
+        where = np.flatnonzero(label == index)
         if where.size == 0:
             continue
-        d, t = rays[where], flat_depth[where]
+        d, t = rays[where], depth[where]
+        length = np.sqrt(np.einsum("ij,ij->i", d, d))
         points = camera.origin + t[:, None] * d
-        normal, uv = shape.geometry(points, flat_part[where])
-        facing = (normal * d).sum(axis=1)
+        normal, uv = shape.geometry(points, part[where])
+        facing = np.einsum("ij,ij->i", normal, d)
         normal[facing > 0] *= -1
-        slant = np.abs(facing) / length[where]
-        foot = t / F32(camera.focal_px) / np.maximum(slant, F32(0.15))
+        foot = t / F32(camera.focal_px) / np.maximum(np.abs(facing) / length, F32(0.15))
         lit = F32(light.ambient) + F32(1 - light.ambient) * np.maximum(normal @ light.direction, 0)
-        if index == 0 and casters and shadow > 0:
-            lit *= contact_shadow(points, casters, light, shadow)
-        color = texture.albedo(uv, foot) * lit[:, None] * light.color
-        haze = np.clip(t * length[where] / F32(haze_m), 0.0, 0.7)[:, None]
+        color = texture.albedo(uv, foot) * (lit[:, None] * light.color)
+        haze = np.clip(t * length / F32(haze_m), 0.0, 0.7)[:, None]
         rgb[where] = color + haze * (light.sky[0] - color)
-    return Frame(rgb.reshape(*camera.size, 3), depth, label)
+
+
+def render(camera: Camera, surfaces: Sequence[Surface], light: Light) -> Frame:
+    """Cast and shade everything."""
+    frame = cast(camera, [s.shape for s in surfaces])
+    shade(camera, surfaces, light, frame)
+    return frame
+
+
+def shifted(padded_rgb: np.ndarray, margin: int, shift_px: tuple[float, float]) -> np.ndarray:
+    """What a camera with its principal point moved by ``shift_px`` sees, from a render of the
+    unmoved camera padded by ``margin`` pixels: moving the principal point is an exact
+    translation of the picture, so resampling it (bilinear) replaces shading it again."""
+    h, w = padded_rgb.shape[0] - 2 * margin, padded_rgb.shape[1] - 2 * margin
+    move = np.float32([[1, 0, margin - shift_px[0]], [0, 1, margin - shift_px[1]]])
+    flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
+    return cv2.warpAffine(padded_rgb, move, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
+
+
+def contact_shadows(
+    camera: Camera, frame: Frame, casters: Sequence[Shape], light: Light, strength: float
+) -> None:
+    """Darken the ground (surface 0) under and beside solids in frame.rgb: a soft blob each,
+    pushed away from the light, computed only in the window that can see it."""
+    lean = -light.direction[[0, 2]] / max(float(light.direction[1]), 0.3)
+    rays = camera.rays()
+    for shape in casters:
+        x, z, radius, height = footprint(shape)
+        x, z = np.array([x, z]) + lean * 0.35 * height
+        spread = 1.4 * radius
+        reach = np.array([3 * spread, 0.0, 3 * spread])
+        rows, cols = camera.window((np.array([x, 0.0, z]) - reach, np.array([x, 0.0, z]) + reach))
+        ground = frame.label[rows, cols] == 0
+        if not ground.any():
+            continue
+        t = np.where(ground, frame.depth_m[rows, cols], 0)
+        d = rays[rows, cols]
+        dist2 = (camera.origin[0] + t * d[..., 0] - F32(x)) ** 2
+        dist2 += (camera.origin[2] + t * d[..., 2] - F32(z)) ** 2
+        dark = np.where(ground, F32(strength) * np.exp(dist2 / F32(-(spread**2) - 1e-6)), 0)
+        frame.rgb[rows, cols] *= (1 - dark)[..., None]

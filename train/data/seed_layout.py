@@ -8,6 +8,7 @@ are decoded with OpenCV only when asked for.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -22,29 +23,58 @@ from .sample import Sample
 from .trees import FolderTree, ZipTree, open_tree
 
 _BG_CACHE = 16  # decoded backgrounds kept per process (thousands of scenes share one)
+_SUFFIX = "|".join(s.lstrip(".") for s in IMAGE_SUFFIXES)
+_STRIP_SUFFIX = re.compile(rf"\.(?:{_SUFFIX})$", re.M | re.I)
+_NESTED = re.compile(rf"(\d+)/(\d+)\.(?:{_SUFFIX})", re.I)
+_FLAT = re.compile(rf"(\d+)\.(?:{_SUFFIX})", re.I)
+_DIGITS, _SLASH, _NEWLINE = (48, 57), 47, 10
 
 
-def _split_names(names: list[str], nested: bool) -> dict[tuple[int, int] | int, str]:
-    """Map (k, n) (or k for bg) to the file name, for names like ``k/n.jpg`` (or ``k.jpg``)."""
-    found: dict = {}
-    for name in names:
-        stem, dot, suffix = name.rpartition(".")
-        if not dot or "." + suffix.lower() not in IMAGE_SUFFIXES:
-            continue
-        if nested:
-            folder, _, scene = stem.partition("/")
-            if folder.isdigit() and scene.isdigit():
-                found[(int(folder), int(scene))] = name
-        elif stem.isdigit():
-            found[int(stem)] = name
-    return found
+def _parse(names: list[str], nested: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Keys (``k << 32 | n``, or ``k``) and rows of the names that follow the layout.
+
+    A layout where every name fits (the usual case) is parsed in C over one joined string:
+    400,000 names in about 0.2 s. Anything else takes the name-by-name path.
+    """
+    if names:
+        body, stripped = _STRIP_SUFFIX.subn("", "\n".join(names))
+        raw = np.frombuffer(body.encode(), np.uint8)
+        digits = (raw >= _DIGITS[0]) & (raw <= _DIGITS[1])
+        slashes = int((raw == _SLASH).sum())
+        if (
+            stripped == len(names)
+            and (digits | (raw == _SLASH) | (raw == _NEWLINE)).all()
+            and slashes == (len(names) if nested else 0)
+        ):
+            values = np.fromstring(body.replace("/", " "), dtype=np.int64, sep=" ")
+            if values.size == len(names) * (1 + nested):
+                return _keys(values.reshape(len(names), -1)), np.arange(len(names))
+    pattern = _NESTED if nested else _FLAT
+    matches = [(row, pattern.fullmatch(name)) for row, name in enumerate(names)]
+    found = [(row, match.groups()) for row, match in matches if match]
+    values = np.array([[int(v) for v in groups] for _, groups in found], np.int64)
+    return _keys(values.reshape(len(found), 1 + nested)), np.array([r for r, _ in found], np.int64)
+
+
+def _keys(values: np.ndarray) -> np.ndarray:
+    return values[:, 0] if values.shape[1] == 1 else (values[:, 0] << 32) | values[:, 1]
+
+
+def _lookup(keys: np.ndarray, rows: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """The row holding each wanted key, or -1 where there is none."""
+    if not len(keys):
+        return np.full(len(wanted), -1, np.int64)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    at = np.minimum(np.searchsorted(sorted_keys, wanted), len(keys) - 1)
+    return np.where(sorted_keys[at] == wanted, rows[order][at], -1)
 
 
 class SeedLayoutSource:
     """Every scene that has a mask, a depth map and a background, sorted by (k, n).
 
-    ``skip_bad`` drops scenes with a missing mask, depth or background (counted in
-    ``skipped``) instead of refusing the dataset. Masks saved as noisy JPGs are binarised at 0.5
+    ``skip_bad`` drops scenes with a missing mask, depth or background (``skipped`` counts
+    them) instead of refusing the dataset. Masks saved as noisy JPGs are binarised at 0.5
     unless ``binarize_mask`` is False.
     """
 
@@ -60,7 +90,6 @@ class SeedLayoutSource:
         kinds = {type(t) for t in self.trees.values()}
         storage = "zips" if kinds == {ZipTree} else "folders" if kinds == {FolderTree} else "mixed"
         self.kind = f"seed-layout ({storage})"
-        self.skipped: list[str] = []
         self._index(skip_bad)
         self._bg_cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
@@ -74,46 +103,51 @@ class SeedLayoutSource:
         return opened
 
     def _index(self, skip_bad: bool) -> None:
-        bgs = _split_names(self.trees[BG].names(), nested=False)
-        scenes = _split_names(self.trees[SCENE].names(), nested=True)
-        masks = _split_names(self.trees[MASK].names(), nested=True)
-        depths = _split_names(self.trees[DEPTH].names(), nested=True)
-        if not scenes:
+        scene_keys, scene_rows = _parse(self.trees[SCENE].names(), nested=True)
+        if not len(scene_keys):
             where = self.trees[SCENE].location
             raise MaskDepthError(f"{where}: no scenes named {{k}}/{{n}}.jpg; expected the layout")
-        problems = []
-        for key in sorted(scenes):
-            k, n = key
-            suffix = scenes[key].rpartition(".")[2]
-            for tree, table in ((MASK, masks), (DEPTH, depths)):
-                if key not in table:
-                    expected = self.trees[tree].describe(f"{k}/{n}.{suffix}")
-                    problems.append((key, f"{expected}: missing for {SCENE}/{scenes[key]}"))
-            if k not in bgs:
-                expected = self.trees[BG].describe(f"{k}.{suffix}")
-                problems.append((key, f"{expected}: missing for {SCENE}/{scenes[key]}"))
-        with_scenes = {k for k, _ in scenes}
-        empty = [k for k in sorted(bgs) if k not in with_scenes]
-        self._refuse_or_skip(problems, empty, bgs, skip_bad)
-        bad = {key for key, _ in problems}
-        keys = [key for key in sorted(scenes) if key not in bad]
-        self._keys = np.array(keys, np.int64).reshape(-1, 2)
-        self._names = {key: (scenes[key], masks[key], depths[key]) for key in keys}
-        self._bg_names = bgs
-
-    def _refuse_or_skip(self, problems: list, empty: list[int], bgs: dict, skip_bad: bool) -> None:
-        if not skip_bad and problems:
-            more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        keys, first = np.unique(scene_keys, return_index=True)  # sorted by (k, n)
+        rows = np.stack(
+            [
+                scene_rows[first],
+                _lookup(*_parse(self.trees[MASK].names(), nested=True), keys),
+                _lookup(*_parse(self.trees[DEPTH].names(), nested=True), keys),
+                _lookup(*_parse(self.trees[BG].names(), nested=False), keys >> 32),
+            ],
+            axis=1,
+        )
+        good = (rows >= 0).all(axis=1)
+        self.skipped = int((~good).sum())
+        if self.skipped and not skip_bad:
+            bad = int(np.flatnonzero(~good)[0])
+            more = f" (and {self.skipped - 1} more such scenes)" if self.skipped > 1 else ""
             raise MaskDepthError(
-                f"{problems[0][1]}{more}; every scene needs a background, a mask and a depth "
-                "map (--skip-bad leaves such scenes out)"
+                f"{self._missing(keys[bad], rows[bad])}{more}; every scene needs a background, "
+                "a mask and a depth map (--skip-bad leaves such scenes out)"
             )
-        if not skip_bad and empty:
+        bg_keys, bg_rows = _parse(self.trees[BG].names(), nested=False)
+        empty = np.setdiff1d(bg_keys, keys >> 32)
+        if len(empty) and not skip_bad:
+            row = int(bg_rows[np.flatnonzero(bg_keys == empty[0])[0]])
             raise MaskDepthError(
-                f"{self.trees[BG].describe(bgs[empty[0]])}: background has no scenes under "
+                f"{self.trees[BG].describe(row)}: background has no scenes under "
                 f"{SCENE}/{empty[0]}/ (--skip-bad ignores it)"
             )
-        self.skipped = [message for _, message in problems]
+        self._keys = np.stack([keys[good] >> 32, keys[good] & 0xFFFFFFFF], axis=1)
+        self._rows = rows[good]
+
+    def _missing(self, key: int, rows: np.ndarray) -> str:
+        """The message for the first thing a scene lacks, naming the path it expected."""
+        k, n = int(key) >> 32, int(key) & 0xFFFFFFFF
+        scene = self.trees[SCENE].names()[rows[0]]
+        suffix = scene.rpartition(".")[2]
+        for tree, row, name in ((MASK, rows[1], f"{k}/{n}"), (DEPTH, rows[2], f"{k}/{n}")):
+            if row < 0:
+                return (
+                    f"{self.trees[tree].path_of(f'{name}.{suffix}')}: missing for {SCENE}/{scene}"
+                )
+        return f"{self.trees[BG].path_of(f'{k}.{suffix}')}: missing for {SCENE}/{scene}"
 
     def __len__(self) -> int:
         return len(self._keys)
@@ -129,32 +163,30 @@ class SeedLayoutSource:
         k, n = self._keys[index]
         return f"{k}/{n}"
 
-    def _background(self, k: int) -> np.ndarray:
-        if k in self._bg_cache:
-            self._bg_cache.move_to_end(k)
-            return self._bg_cache[k]
-        name = self._bg_names[k]
-        image = decode_image(self.trees[BG].read(name), self.trees[BG].describe(name), "rgb")
-        self._bg_cache[k] = image
+    def _background(self, row: int) -> np.ndarray:
+        if row in self._bg_cache:
+            self._bg_cache.move_to_end(row)
+            return self._bg_cache[row]
+        image = self._read(BG, row, "rgb")
+        self._bg_cache[row] = image
         if len(self._bg_cache) > _BG_CACHE:
             self._bg_cache.popitem(last=False)
         return image
 
-    def _read(self, tree: str, name: str, mode: str) -> np.ndarray:
-        return decode_image(self.trees[tree].read(name), self.trees[tree].describe(name), mode)
+    def _read(self, tree: str, row: int, mode: str) -> np.ndarray:
+        return decode_image(self.trees[tree].read(row), self.trees[tree].describe(row), mode)
 
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):
             raise IndexError(f"scene {index} of {len(self)}")
-        k, n = (int(v) for v in self._keys[index])
-        scene_name, mask_name, depth_name = self._names[(k, n)]
-        mask = to_unit(self._read(MASK, mask_name, "gray"))
+        scene_row, mask_row, depth_row, bg_row = (int(v) for v in self._rows[index])
+        mask = to_unit(self._read(MASK, mask_row, "gray"))
         if self.binarize_mask:
             mask = (mask >= 0.5).astype(np.float32)
         return Sample(
-            bg=self._background(k),
-            scene=self._read(SCENE, scene_name, "rgb"),
+            bg=self._background(bg_row),
+            scene=self._read(SCENE, scene_row, "rgb"),
             mask=mask,
-            depth=to_unit(self._read(DEPTH, depth_name, "gray")),
-            name=self.trees[SCENE].describe(scene_name),
+            depth=to_unit(self._read(DEPTH, depth_row, "gray")),
+            name=self.trees[SCENE].describe(scene_row),
         ).check()

@@ -1,6 +1,6 @@
 """One tree of the seed's layout (``fg_bg``, ``bg``, ...) stored as a folder or as a zip.
 
-Both list every file once and read any file by its name relative to the tree. A zip's central
+Both list every file once (``names()``) and read a file by its row in that list. A zip's central
 directory is parsed once and cached on disk (keyed by path, size and mtime), and members are
 read with ``os.pread`` at their stored offsets: no per-file ``stat``, no extraction, and safe to
 share across forked loader workers (pread has no file position to race on).
@@ -29,13 +29,14 @@ def cache_dir() -> Path:
 
 
 class FolderTree:
-    """A folder of files; names are relative POSIX paths."""
+    """A folder of files; members are addressed by their row in :meth:`names`."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.location = str(self.root)
+        self._names = self._list()
 
-    def names(self) -> list[str]:
+    def _list(self) -> list[str]:
         found: list[str] = []
         stack = [("", self.root)]
         while stack:  # one scandir per folder
@@ -50,13 +51,21 @@ class FolderTree:
                         found.append(prefix + entry.name)
         return found
 
-    def read(self, name: str) -> bytes:
-        try:
-            return (self.root / name).read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"{self.root / name}: no such file") from None
+    def names(self) -> list[str]:
+        """Relative POSIX paths of every file, in listing order."""
+        return self._names
 
-    def describe(self, name: str) -> str:
+    def read(self, row: int) -> bytes:
+        try:
+            return (self.root / self._names[row]).read_bytes()
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{self.describe(row)}: no such file") from None
+
+    def describe(self, row: int) -> str:
+        return str(self.root / self._names[row])
+
+    def path_of(self, name: str) -> str:
+        """How a (possibly absent) member would be named in messages."""
         return str(self.root / name)
 
 
@@ -71,7 +80,6 @@ class ZipTree:
         if names and all(n.startswith(prefix) for n in names):
             names = [n[len(prefix) :] for n in names]
         self._names = names
-        self._row = {name: i for i, name in enumerate(names)}
         self._fd: int | None = None
         self._pid = -1
 
@@ -81,34 +89,34 @@ class ZipTree:
     def names(self) -> list[str]:
         return self._names
 
-    def describe(self, name: str) -> str:
+    def describe(self, row: int) -> str:
+        return self.path_of(self._names[row])
+
+    def path_of(self, name: str) -> str:
         return f"{self.path}:{name}"
 
-    def read(self, name: str) -> bytes:
-        row = self._row.get(name)
-        if row is None:
-            raise FileNotFoundError(f"{self.describe(name)}: no such member")
+    def read(self, row: int) -> bytes:
         if self._pid != os.getpid():
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
         offset, size = int(self._offset[row]), int(self._size[row])
         header = os.pread(self._fd, _LOCAL_HEADER.size, offset)
         if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
-            raise MaskDepthError(f"{self.describe(name)}: broken zip member header")
+            raise MaskDepthError(f"{self.describe(row)}: broken zip member header")
         _, name_len, extra_len = _LOCAL_HEADER.unpack(header)
         raw = os.pread(self._fd, size, offset + _LOCAL_HEADER.size + name_len + extra_len)
         if len(raw) < size:
-            raise MaskDepthError(f"{self.describe(name)}: truncated zip (member cut short)")
-        data = raw if self._method[row] == zipfile.ZIP_STORED else _inflate(raw, name, self)
+            raise MaskDepthError(f"{self.describe(row)}: truncated zip (member cut short)")
+        data = raw if self._method[row] == zipfile.ZIP_STORED else _inflate(raw, row, self)
         if zlib.crc32(data) != int(self._crc[row]):
-            raise MaskDepthError(f"{self.describe(name)}: CRC mismatch, the zip is corrupt")
+            raise MaskDepthError(f"{self.describe(row)}: CRC mismatch, the zip is corrupt")
         return data
 
 
-def _inflate(raw: bytes, name: str, tree: ZipTree) -> bytes:
+def _inflate(raw: bytes, row: int, tree: ZipTree) -> bytes:
     try:
         return zlib.decompress(raw, -15)
     except zlib.error as exc:
-        raise MaskDepthError(f"{tree.describe(name)}: corrupt deflate data ({exc})") from exc
+        raise MaskDepthError(f"{tree.describe(row)}: corrupt deflate data ({exc})") from exc
 
 
 def _zip_index(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
