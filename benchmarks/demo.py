@@ -56,7 +56,7 @@ def run_demo(out: str | Path, count: int = 200) -> int:
 
     if _stage("synthesise a dataset", log, make_data):
         _stage("describe it", log, inspect)
-        _stage("draw bg | scene | mask | depth", log, draw)
+        _stage("draw a picture of the data", log, draw)
     report = _write_report(out, log, info, picture, count)
     print(f"report: {report}")
     return 0 if all(stage["ok"] for stage in log) else 1

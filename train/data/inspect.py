@@ -69,7 +69,7 @@ def format_info(info: dict) -> str:
     mask, depth = info["mask"], info["depth"]
     lines = [
         f"kind         {info['kind']}"
-        + (f" (made by {info['generator']})" * bool(info["generator"])),
+        + (f", made by {info['generator']}" * bool(info["generator"])),
         f"scenes       {info['scenes']:,}",
         f"backgrounds  {info['backgrounds']:,}",
         f"size         {h}x{w} (height x width)",
