@@ -82,3 +82,59 @@ def test_show_writes_a_labelled_grid(seed_dataset, tmp_path):
     header = grid[:22]
     assert header.min() < 100  # the column labels are drawn
     assert not list(out.parent.glob(".*.part"))
+
+
+def _cutouts(folder, count=2, side=16):
+    from maskdepth.runtime.image import write_image
+
+    folder.mkdir(parents=True)
+    for i in range(count):
+        rgba = np.zeros((side, side, 4), np.uint8)
+        rgba[2:-2, 2:-2] = (200, 30 * i, 90, 255)
+        write_image(folder / f"cut{i}.png", rgba)
+
+
+def test_compose_then_info_through_the_cli(tmp_path, capsys):
+    from maskdepth.runtime.image import write_image
+
+    (tmp_path / "bgs").mkdir()
+    for i in range(2):
+        write_image(tmp_path / "bgs" / f"room{i}.jpg", np.full((40, 60, 3), 60 * i, np.uint8))
+    _cutouts(tmp_path / "cuts")
+    out = tmp_path / "out"
+    args = ["data", "compose", "--backgrounds", str(tmp_path / "bgs"), "--foregrounds"]
+    args += [str(tmp_path / "cuts"), "--out", str(out), "--size", "32", "--fg-size", "16"]
+    args += ["--positions", "3", "--workers", "1"]
+    assert main(args) == 0
+    assert "wrote 24 scenes (2 backgrounds)" in capsys.readouterr().out
+    assert main(["data", "info", str(out), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["scenes"], info["backgrounds"], info["size"]) == (24, 2, [32, 32])
+    assert info["generator"] == "compose"
+    assert main(args) == 2  # a second run refuses the non-empty --out
+    assert "pass --overwrite" in capsys.readouterr().err
+    assert main([*args, "--overwrite", "--no-flip"]) == 0
+    assert "wrote 12 scenes" in capsys.readouterr().out
+
+
+def test_compose_bad_input_is_one_line_and_writes_nothing(tmp_path):
+    _cutouts(tmp_path / "cuts")
+    (tmp_path / "empty").mkdir()
+    out = tmp_path / "out"
+    done = _cli(
+        "data", "compose", "--backgrounds", tmp_path / "cuts", "--foregrounds", tmp_path / "empty",
+        "--out", out,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert f"{tmp_path / 'empty'}: no images found" in done.stderr
+    assert not out.exists()
+
+
+def test_synth_through_the_cli(tmp_path, capsys):
+    out = tmp_path / "synth"
+    args = ["data", "synth", "--out", str(out), "--count", "6", "--size", "48"]
+    assert main([*args, "--per-background", "3", "--workers", "1"]) == 0
+    assert "wrote 6 scenes (2 backgrounds)" in capsys.readouterr().out
+    assert len(list((out / "fg_bg").rglob("*.png"))) == 6
+    assert json.loads((out / "manifest.json").read_text())["depth"]["scale_m"] > 0
