@@ -41,6 +41,7 @@ def run_demo(out: str | Path, count: int = 200) -> int:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data, picture, log = out / "data", out / "samples.png", []
+    picture.unlink(missing_ok=True)  # a failed run must not show the last run's picture
     info: dict = {}
 
     def make_data() -> str:

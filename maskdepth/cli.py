@@ -18,6 +18,17 @@ from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 LATER = {"train": 3, "eval": 3, "export": 4, "predict": 5, "bench": 6}
 
 
+def positive(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
+    return value
+
+
 def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         print(f"maskdepth {name}: not implemented yet (issue #{LATER[name]})", file=sys.stderr)
@@ -50,9 +61,11 @@ def _data_parsers(sub: argparse._SubParsersAction) -> None:
     )
     compose.add_argument("--out", required=True, type=Path)
     compose.add_argument("--size", type=int, default=224, help="square side of every image")
-    compose.add_argument("--positions", type=int, default=20, help="random places per cut-out")
+    compose.add_argument("--positions", type=positive, default=20, help="places per cut-out")
     compose.add_argument("--flip", action=argparse.BooleanOptionalAction, default=True)
-    compose.add_argument("--fg-size", type=int, default=112, help="cut-outs fit in this square")
+    compose.add_argument(
+        "--fg-size", type=positive, help="cut-outs fit in this square (default: --size / 2)"
+    )
     compose.add_argument("--white-key", action="store_true", help="white backgrounds -> alpha")
     compose.add_argument(
         "--png", action="store_true", help="lossless PNG instead of the seed's JPG"
@@ -64,14 +77,15 @@ def _data_parsers(sub: argparse._SubParsersAction) -> None:
         default="depth",
         help="what the depth model outputs (disparity is inverted)",
     )
+    compose.add_argument("--skip-bad", action="store_true", help="skip unreadable input images")
     _add_generation_options(compose)
     compose.set_defaults(run=_run_compose)
 
     synth = verbs.add_parser("synth", help="procedural scenes with exact depth")
     synth.add_argument("--out", required=True, type=Path)
-    synth.add_argument("--count", required=True, type=int, help="number of scenes")
+    synth.add_argument("--count", required=True, type=positive, help="number of scenes")
     synth.add_argument("--size", type=int, default=224, help="square side of every image")
-    synth.add_argument("--per-background", type=int, default=20, help="scenes per background")
+    synth.add_argument("--per-background", type=positive, default=20, help="scenes per bg")
     synth.add_argument("--jpg", action="store_true", help="the seed's JPG instead of lossless PNG")
     _add_generation_options(synth)
     synth.set_defaults(run=_run_synth)
@@ -79,21 +93,20 @@ def _data_parsers(sub: argparse._SubParsersAction) -> None:
     info = verbs.add_parser("info", help="what a dataset holds")
     _add_dataset_reading(info)
     info.add_argument("--json", action="store_true", help="print one JSON object")
-    info.add_argument("--sample", type=int, default=200, help="scenes decoded for statistics")
+    info.add_argument("--sample", type=positive, default=200, help="scenes decoded for stats")
     info.set_defaults(run=_run_info)
 
     show = verbs.add_parser("show", help="a bg | scene | mask | depth grid as a picture")
     _add_dataset_reading(show)
     show.add_argument("--out", required=True, type=Path, help="picture to write (.png or .jpg)")
-    show.add_argument("--count", type=int, default=8, help="scenes (rows) in the grid")
+    show.add_argument("--count", type=positive, default=8, help="scenes (rows) in the grid")
     show.set_defaults(run=_run_show)
 
 
 def _add_generation_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    parser.add_argument("--workers", type=positive, help="processes (default: every core)")
     parser.add_argument("--overwrite", action="store_true", help="replace a dataset in --out")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable input images")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -126,7 +139,8 @@ def _report(result: dict, out: Path) -> None:
         f"in {result['seconds']:.1f} s: {result['scenes_per_s']:.1f} scenes/s"
     )
     if result.get("skipped"):
-        print(f"skipped {result['skipped']} unreadable input images", file=sys.stderr)
+        shown = ", ".join(result.get("skipped_paths", []))
+        print(f"skipped {result['skipped']} unusable input images: {shown}", file=sys.stderr)
 
 
 def _run_compose(args: argparse.Namespace) -> int:
@@ -139,7 +153,7 @@ def _run_compose(args: argparse.Namespace) -> int:
         size=args.size,
         positions=args.positions,
         flip=args.flip,
-        fg_size=args.fg_size,
+        fg_size=args.fg_size or args.size // 2,
         seed=args.seed,
         white_key=args.white_key,
         image_format="png" if args.png else "jpg",
@@ -171,9 +185,9 @@ def _run_synth(args: argparse.Namespace) -> int:
 
 
 def _open_dataset(args: argparse.Namespace):
-    from maskdepth.train.data.seed_layout import SeedLayoutSource
+    from maskdepth.train.data.sources import open_source
 
-    return SeedLayoutSource(args.data, binarize_mask=args.binarize, skip_bad=args.skip_bad)
+    return open_source(args.data, binarize_mask=args.binarize, skip_bad=args.skip_bad)
 
 
 def _run_info(args: argparse.Namespace) -> int:
@@ -202,11 +216,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown and args.command not in LATER:  # later commands take any options for now
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    _quiet_opencv()
+    name = " ".join(filter(None, ["maskdepth", args.command, getattr(args, "verb", None)]))
     try:
         return args.run(args)
     except (MaskDepthError, MissingDependencyError, FileNotFoundError) as exc:
-        print(f"maskdepth {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{name}: error: {exc}", file=sys.stderr)
+    except OSError as exc:  # a folder that is a file, a disk that is full, no permission, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{name}: error: {where}{exc.strerror or exc}", file=sys.stderr)
     except KeyboardInterrupt:
-        print(f"maskdepth {args.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    return 2
+
+
+def _quiet_opencv() -> None:
+    """OpenCV prints its own warnings (a truncated PNG) before ours; our errors say it once."""
+    import cv2
+
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)

@@ -81,7 +81,7 @@ def to_unit(gray: np.ndarray) -> np.ndarray:
 
 
 def from_unit(values: np.ndarray, bits: int = 8) -> np.ndarray:
-    """Map float values in [0, 1] to an 8- or 16-bit single-channel image (rounded, clipped)."""
+    """Map float values in [0, 1] (any shape) to 8- or 16-bit integers (rounded, clipped)."""
     top = 65535 if bits == 16 else 255
     dtype = np.uint16 if bits == 16 else np.uint8
     return np.clip(np.rint(values * top), 0, top).astype(dtype)
@@ -104,8 +104,12 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
     """Write to a temporary name beside ``path``, then rename: a killed run leaves no half file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:  # interrupted or failed: leave nothing behind
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, jpeg_quality: int = 95) -> None:

@@ -138,3 +138,40 @@ def test_synth_through_the_cli(tmp_path, capsys):
     assert "wrote 6 scenes (2 backgrounds)" in capsys.readouterr().out
     assert len(list((out / "fg_bg").rglob("*.png"))) == 6
     assert json.loads((out / "manifest.json").read_text())["depth"]["scale_m"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verb", ["compose", "synth"])
+def test_ctrl_c_stops_cleanly_and_marks_the_dataset_incomplete(tmp_path, verb):
+    import os
+    import signal
+    import time
+
+    from maskdepth.runtime.image import write_image
+
+    out = tmp_path / "out"
+    if verb == "compose":
+        (tmp_path / "bgs").mkdir()
+        for i in range(4):
+            write_image(tmp_path / "bgs" / f"{i}.png", np.full((64, 64, 3), 50 * i, np.uint8))
+        _cutouts(tmp_path / "cuts", count=8)
+        args = ["--backgrounds", tmp_path / "bgs", "--foregrounds", tmp_path / "cuts"]
+        args += ["--size", "64", "--positions", "400"]
+    else:
+        args = ["--count", "5000", "--size", "64"]
+    cmd = [sys.executable, "-m", "maskdepth", "data", verb, *map(str, args), "--out", str(out)]
+    process = subprocess.Popen(
+        [*cmd, "--workers", "2"], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(out.glob("fg_bg/*/*")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole group
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1] == f"maskdepth data {verb}: interrupted"
+    assert not list(out.rglob("*.part"))
+    done = _cli("data", "info", out)
+    assert done.returncode == 2 and "stopped before finishing this dataset" in done.stderr

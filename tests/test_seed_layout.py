@@ -37,7 +37,7 @@ def test_zips_read_without_extracting(tmp_path, top):
     zip_trees(root, top=top)
     assert not (root / "fg_bg").exists()
     source = SeedLayoutSource(root)
-    assert source.kind == "seed-layout (zips)" or source.kind == "seed-layout (mixed)"
+    assert source.kind == "seed-layout (zips)"
     _assert_matches(source, truth)
     assert sorted(p.name for p in root.iterdir()) == [
         "bg",
@@ -201,4 +201,30 @@ def test_stray_files_are_ignored(seed_dataset):
     (root / "fg_bg" / "1" / "Thumbs.db").write_bytes(b"junk")
     (root / "fg_bg" / "notes.txt").write_text("made by hand")
     (root / "bg" / "README").write_text("backgrounds")
+    _assert_matches(SeedLayoutSource(root), truth)
+
+
+def test_fast_zip_listing_matches_zipfile_and_odd_zips_fall_back(tmp_path):
+    root = tmp_path / "seed"
+    truth = write_seed_dataset(root)
+    zip_trees(root)
+    names, fields = trees._scan_central_directory(root / "fg_bg.zip")
+    infos = trees._read_central_directory(root / "fg_bg.zip")
+    assert names == [i.filename for i in infos]
+    assert [list(f[:4]) for f in fields] == [
+        [i.header_offset, i.compress_size, i.compress_type, i.CRC] for i in infos
+    ]
+    # data before the archive (a self-extracting stub) takes zipfile's path and reads the same
+    archive = root / "fg_bg.zip"
+    archive.write_bytes(b"#!stub\n" * 20 + archive.read_bytes())
+    assert trees._scan_central_directory(archive) is None
+    _assert_matches(SeedLayoutSource(root), truth)
+
+
+def test_macos_zip_resource_forks_are_ignored(tmp_path):
+    root = tmp_path / "seed"
+    truth = write_seed_dataset(root)
+    zip_trees(root)
+    with zipfile.ZipFile(root / "fg_bg.zip", "a") as archive:
+        archive.writestr("__MACOSX/fg_bg/1/._1.png", b"\x00\x05\x16\x07")
     _assert_matches(SeedLayoutSource(root), truth)

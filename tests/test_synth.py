@@ -17,6 +17,7 @@ import pytest
 
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import read_image, to_unit
+from maskdepth.train.data.layout import INCOMPLETE
 from maskdepth.train.data.render import cast, render
 from maskdepth.train.data.synth import SynthSource, synthesize
 
@@ -189,7 +190,8 @@ def test_a_killed_run_leaves_only_whole_files(tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the run and its workers, mid-write
         process.wait()
-    written = [p for p in out.rglob("*") if p.is_file() and not p.name.endswith(".part")]
+    assert (out / INCOMPLETE).is_file()  # readers can tell the run did not finish
+    written = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
     assert len(written) > 4 and not (out / "manifest.json").exists()
     for path in written:
         assert read_image(path, "unchanged").size > 0, path

@@ -29,7 +29,7 @@ from .depth import (
     ground_plane_depth,
     stand_on_ground,
 )
-from .layout import FORMATS, SEED_JPEG_QUALITY, LayoutWriter, prepare_output
+from .layout import FORMATS, SEED_JPEG_QUALITY, LayoutWriter, check_output, writing_dataset
 from .manifest import DatasetStats, write_manifest
 from .parallel import run_tasks
 from .sample import Sample
@@ -203,7 +203,18 @@ def _read(path: str | os.PathLike, mode: str) -> np.ndarray:
         raise MaskDepthError(f"{path}: no such image file") from exc
 
 
-def _check_options(size: int, positions: int, fg_size: int, image_format: str) -> None:
+def _refuse_inputs_inside(out: Path, *inputs: str | os.PathLike) -> None:
+    """--overwrite clears --out: refuse when the user's own images live in there."""
+    for folder in inputs:
+        if Path(folder).resolve().is_relative_to(out.resolve()):
+            raise MaskDepthError(
+                f"{folder}: input folder inside --out {out}; choose an --out outside your images"
+            )
+
+
+def _check_options(size: int, positions: int, fg_size: int, image_format: str, seed: int) -> None:
+    if seed < 0:
+        raise MaskDepthError(f"--seed {seed}: expected a number >= 0")
     if size < 8:
         raise MaskDepthError(f"--size {size}: expected at least 8 pixels")
     if not 1 <= fg_size <= size:
@@ -212,12 +223,6 @@ def _check_options(size: int, positions: int, fg_size: int, image_format: str) -
         raise MaskDepthError(f"--positions {positions}: expected at least 1")
     if image_format not in FORMATS:
         raise MaskDepthError(f"image format {image_format!r}: expected one of {FORMATS}")
-
-
-def _refuse_output_early(out: Path, overwrite: bool) -> None:
-    """prepare_output's refusals, before any slow work; a usable ``out`` is left untouched."""
-    if out.exists() and (not out.is_dir() or (not overwrite and any(out.iterdir()))):
-        prepare_output(out, overwrite)  # raises
 
 
 def _load_foregrounds(
@@ -299,9 +304,10 @@ def compose(
     few, when anything was skipped).
     """
     start = time.perf_counter()
-    _check_options(size, positions, fg_size, image_format)
+    _check_options(size, positions, fg_size, image_format, seed)
     out = Path(out)
-    _refuse_output_early(out, overwrite)
+    check_output(out, overwrite)  # before any slow work; a usable ``out`` is left untouched
+    _refuse_inputs_inside(out, backgrounds, foregrounds)
     bg_paths = list_images(backgrounds, "--backgrounds", "background images")
     fg_paths = list_images(foregrounds, "--foregrounds", "RGBA PNG cut-outs")
     skipped: list[str] = []
@@ -314,47 +320,45 @@ def compose(
         folder = foregrounds if not fgs else backgrounds
         raise MaskDepthError(f"{folder}: every image was unreadable; expected at least one")
 
-    prepare_output(out, overwrite)
     variants = 2 if flip else 1
-    quality = jpeg_quality if image_format == "jpg" else None
     template = _Task(
         0, bgs[0], tuple(fgs), out, image_format, jpeg_quality, seed, variants, positions, model
     )
     tasks = [replace(template, k=k, bg=bg) for k, bg in enumerate(bgs, start=1)]
     scenes = len(bgs) * len(fgs) * variants * positions
-    results, _ = run_tasks(
-        _compose_background,
-        tasks,
-        workers=workers,
-        desc="composing",
-        unit="scene",
-        total=scenes,
-        progress=progress,
-    )
-    if model is not None:
-        model.close()
-    stats = DatasetStats()
-    for part in results:
-        stats.merge(part)
-
-    manifest = write_manifest(
-        out,
-        kind="compose",
-        scenes=scenes,
-        backgrounds=len(bgs),
-        foregrounds=len(fgs),
-        positions=positions,
-        flip=flip,
-        fg_size=fg_size,
-        size=[size, size],
-        seed=seed,
-        white_key=white_key,
-        image_format=image_format,
-        jpeg_quality=quality,
-        stats=stats.as_dict(),
-        depth=_depth_field(model),
-        skipped=len(skipped),
-    )
+    with writing_dataset(out, overwrite):
+        results, _ = run_tasks(
+            _compose_background,
+            tasks,
+            workers=workers,
+            desc="composing",
+            unit="scene",
+            total=scenes,
+            progress=progress,
+        )
+        if model is not None:
+            model.close()
+        stats = DatasetStats()
+        for part in results:
+            stats.merge(part)
+        manifest = write_manifest(
+            out,
+            kind="compose",
+            scenes=scenes,
+            backgrounds=len(bgs),
+            foregrounds=len(fgs),
+            positions=positions,
+            flip=flip,
+            fg_size=fg_size,
+            size=[size, size],
+            seed=seed,
+            white_key=white_key,
+            image_format=image_format,
+            jpeg_quality=jpeg_quality if image_format == "jpg" else None,
+            stats=stats.as_dict(),
+            depth=_depth_field(model),
+            skipped=len(skipped),
+        )
     seconds = time.perf_counter() - start
     result = {**manifest, "seconds": round(seconds, 3), "scenes_per_s": round(scenes / seconds, 1)}
     if skipped:

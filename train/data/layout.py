@@ -9,6 +9,8 @@ lossless PNG instead, and depth is 16 bit.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +25,49 @@ BG, SCENE, MASK, DEPTH = "bg", "fg_bg", "fg_bg_mask", "dense_depth"
 TREES = (BG, SCENE, MASK, DEPTH)
 SEED_JPEG_QUALITY = 40  # the seed saved its JPGs at quality 35-40
 FORMATS = ("jpg", "png")
+INCOMPLETE = ".maskdepth-incomplete"  # present while a dataset is being written
 
 
-def prepare_output(out: str | Path, overwrite: bool) -> Path:
-    """Create ``out``; refuse a non-empty one unless ``overwrite``, which clears only our layout."""
+def check_output(out: str | Path, overwrite: bool) -> Path:
+    """Refuse an ``out`` that is a file, or a non-empty folder without ``overwrite``."""
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise MaskDepthError(f"{out}: exists and is not a folder; expected a folder for --out")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise MaskDepthError(
-                f"{out}: folder is not empty; pass --overwrite to replace it, "
-                "or choose another --out"
-            )
-        for name in TREES:
-            shutil.rmtree(out / name, ignore_errors=True)
-        (out / MANIFEST).unlink(missing_ok=True)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise MaskDepthError(
+            f"{out}: folder is not empty; pass --overwrite to replace it, or choose another --out"
+        )
+    return out
+
+
+def prepare_output(out: str | Path, overwrite: bool) -> Path:
+    """Create ``out`` after :func:`check_output`; ``overwrite`` clears only our own layout."""
+    out = check_output(out, overwrite)
+    for name in TREES:
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in (MANIFEST, INCOMPLETE):
+        (out / name).unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     return out
+
+
+@contextmanager
+def writing_dataset(out: str | Path, overwrite: bool) -> Iterator[Path]:
+    """Prepare ``out`` and mark it incomplete until the block finishes.
+
+    If the block fails or is interrupted, temporary files are removed and the marker stays, so
+    readers can tell a half-written dataset from a finished one.
+    """
+    root = prepare_output(out, overwrite)
+    marker = root / INCOMPLETE
+    marker.write_text("a maskdepth run is writing this dataset; if this file stays, it stopped\n")
+    try:
+        yield root
+    except BaseException:
+        for part in root.rglob(".*.part"):
+            part.unlink(missing_ok=True)
+        raise
+    marker.unlink()
 
 
 class LayoutWriter:

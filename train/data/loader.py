@@ -9,15 +9,15 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections.abc import Sequence
 
-import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler, SequentialSampler
 
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.preprocess import Preprocessing, prepare_pair, resize_map
 
 from .augment import Augment
+from .parallel import limit_opencv_threads
 from .sample import Sample
 from .sources import Source
 
@@ -112,14 +112,6 @@ class MaskDepthDataset(Dataset):
         }
 
 
-def _init_worker(worker_id: int) -> None:
-    # Each worker decodes one image at a time: OpenCV's own thread pool in every worker would
-    # oversubscribe the cores (workers x threads). 0 (run sequentially), not 1: in a forked
-    # worker whose parent had already used OpenCV's pool, setNumThreads(1) rebuilds the pool
-    # and deadlocks on the parent's condition variable (OpenCV 5, glibc).
-    cv2.setNumThreads(0)
-
-
 def make_loader(
     dataset: MaskDepthDataset,
     batch_size: int,
@@ -131,19 +123,21 @@ def make_loader(
     pin_memory: bool | None = None,
     persistent_workers: bool | None = None,
     prefetch_factor: int = 4,
+    sampler: Sampler | None = None,
 ) -> DataLoader:
     """A DataLoader whose batches depend only on ``seed``, the epoch count and the dataset's
     epoch, not on ``workers``.
 
     The shuffle has its own generator: DataLoader also draws its workers' base seed from
     ``generator``, once per iterator, which with persistent workers would shift the order of
-    later epochs compared with ``workers=0``.
+    later epochs compared with ``workers=0``. A ``sampler`` given replaces ``shuffle``'s (training
+    passes its own, whose order is a function of (seed, epoch) and which shards over ranks).
     """
     if batch_size < 1 or workers < 0:
         raise MaskDepthError(f"batch size {batch_size}, workers {workers}: expected >= 1 and >= 0")
-    if shuffle:
+    if sampler is None and shuffle:
         sampler = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
-    else:
+    elif sampler is None:
         sampler = SequentialSampler(dataset)
     pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
     persistent_workers = workers > 0 if persistent_workers is None else persistent_workers
@@ -154,7 +148,7 @@ def make_loader(
         num_workers=workers,
         drop_last=drop_last,
         pin_memory=pin_memory,
-        worker_init_fn=_init_worker,
+        worker_init_fn=limit_opencv_threads,
         generator=torch.Generator().manual_seed(seed + 1),
         persistent_workers=persistent_workers and workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,

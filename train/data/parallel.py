@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
@@ -22,10 +23,21 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _single_threaded() -> None:
-    # One process per core already; OpenCV's own threads on top would only oversubscribe.
-    # (0, not 1: setNumThreads(1) in a child forked after the parent used OpenCV can deadlock.)
+def limit_opencv_threads(*_) -> None:
+    """For worker processes: one process per core already, so OpenCV's own thread pool would
+    only oversubscribe. 0, not 1: in a child forked after the parent used OpenCV's pool,
+    setNumThreads(1) rebuilds the pool and deadlocks (OpenCV 5, glibc)."""
     cv2.setNumThreads(0)
+
+
+def _exit_on_sigterm(*_) -> None:
+    raise SystemExit(143)  # unwinds, so atomic writers remove their temporary files
+
+
+def _init_worker() -> None:
+    limit_opencv_threads()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # how the parent's terminate() arrives
 
 
 def _call(job: tuple[int, Callable, Any]) -> tuple[int, Any]:
@@ -61,9 +73,8 @@ def run_tasks(
                 results[index] = result
                 bar.update(count)
         else:
-            with mp.get_context("spawn" if os.name == "nt" else "fork").Pool(
-                workers, _single_threaded
-            ) as pool:
+            context = mp.get_context("spawn" if os.name == "nt" else "fork")
+            with context.Pool(workers, _init_worker) as pool:
                 for index, (count, result) in pool.imap_unordered(_call, jobs):
                     results[index] = result
                     bar.update(count)

@@ -17,7 +17,7 @@ import numpy as np
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import IMAGE_SUFFIXES, decode_image, to_unit
 
-from .layout import BG, DEPTH, MASK, SCENE
+from .layout import BG, DEPTH, INCOMPLETE, MASK, SCENE
 from .manifest import read_manifest
 from .sample import Sample
 from .trees import FolderTree, ZipTree, open_tree
@@ -84,10 +84,15 @@ class SeedLayoutSource:
         self.root = Path(root)
         if not self.root.is_dir():
             raise MaskDepthError(f"{self.root}: no such dataset folder")
+        if (self.root / INCOMPLETE).exists() and not skip_bad:
+            raise MaskDepthError(
+                f"{self.root}: a maskdepth run stopped before finishing this dataset ({INCOMPLETE} "
+                "is there); make it again with --overwrite, or read what is there with --skip-bad"
+            )
         self.binarize_mask = binarize_mask
         self.manifest = read_manifest(self.root)
         self.trees = {name: self._open(name) for name in (BG, SCENE, MASK, DEPTH)}
-        kinds = {type(t) for t in self.trees.values()}
+        kinds = {type(self.trees[t]) for t in (SCENE, MASK, DEPTH)}  # bg/ is a folder in the seed
         storage = "zips" if kinds == {ZipTree} else "folders" if kinds == {FolderTree} else "mixed"
         self.kind = f"seed-layout ({storage})"
         self._index(skip_bad)
@@ -105,15 +110,20 @@ class SeedLayoutSource:
     def _index(self, skip_bad: bool) -> None:
         scene_keys, scene_rows = _parse(self.trees[SCENE].names(), nested=True)
         if not len(scene_keys):
-            where = self.trees[SCENE].location
-            raise MaskDepthError(f"{where}: no scenes named {{k}}/{{n}}.jpg; expected the layout")
+            names = self.trees[SCENE].names()
+            found = f" (found e.g. {names[0]!r})" if names else " (it is empty)"
+            raise MaskDepthError(
+                f"{self.trees[SCENE].location}: no scenes named {{k}}/{{n}}.jpg{found}; "
+                "expected the seed's layout"
+            )
         keys, first = np.unique(scene_keys, return_index=True)  # sorted by (k, n)
+        bg_keys, bg_rows = _parse(self.trees[BG].names(), nested=False)
         rows = np.stack(
             [
                 scene_rows[first],
                 _lookup(*_parse(self.trees[MASK].names(), nested=True), keys),
                 _lookup(*_parse(self.trees[DEPTH].names(), nested=True), keys),
-                _lookup(*_parse(self.trees[BG].names(), nested=False), keys >> 32),
+                _lookup(bg_keys, bg_rows, keys >> 32),
             ],
             axis=1,
         )
@@ -126,7 +136,6 @@ class SeedLayoutSource:
                 f"{self._missing(keys[bad], rows[bad])}{more}; every scene needs a background, "
                 "a mask and a depth map (--skip-bad leaves such scenes out)"
             )
-        bg_keys, bg_rows = _parse(self.trees[BG].names(), nested=False)
         empty = np.setdiff1d(bg_keys, keys >> 32)
         if len(empty) and not skip_bad:
             row = int(bg_rows[np.flatnonzero(bg_keys == empty[0])[0]])

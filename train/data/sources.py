@@ -31,12 +31,14 @@ def open_source(
     spec: str | Path,
     *,
     binarize_mask: bool = True,
+    skip_bad: bool = False,
     size: int = 224,
     count: int = 2000,
     seed: int = 0,
 ) -> Source:
     """``"synth"`` gives on-the-fly synthetic scenes (``size``, ``count``, ``seed``); a path gives
-    the dataset in the seed's layout there, from folders or zips."""
+    the dataset in the seed's layout there, from folders or zips (``skip_bad`` leaves out scenes
+    whose mask, depth or background is missing)."""
     if str(spec) == "synth":
         from .synth import SynthSource
 
@@ -46,4 +48,4 @@ def open_source(
         raise MaskDepthError(f"{path}: no such dataset folder (or pass 'synth')")
     from .seed_layout import SeedLayoutSource
 
-    return SeedLayoutSource(path, binarize_mask=binarize_mask)
+    return SeedLayoutSource(path, binarize_mask=binarize_mask, skip_bad=skip_bad)

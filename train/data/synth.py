@@ -26,8 +26,9 @@ import cv2
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.image import from_unit
 
-from .layout import SEED_JPEG_QUALITY, LayoutWriter, prepare_output
+from .layout import SEED_JPEG_QUALITY, LayoutWriter, writing_dataset
 from .manifest import DatasetStats, write_manifest
 from .parallel import run_tasks
 from .render import (
@@ -262,11 +263,6 @@ def sample_staging(rng: np.random.Generator, room: Room) -> Staging:
     )
 
 
-def to_uint8(rgb: np.ndarray) -> np.ndarray:
-    """Float RGB in [0, 1] to an 8-bit image (rounded, clipped)."""
-    return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
-
-
 def photograph(rgb: np.ndarray, staging: Staging, rng: np.random.Generator) -> np.ndarray:
     """The scene as a second shot: colour gain, sensor noise, 8 bits, maybe a JPEG round trip."""
     h, w = rgb.shape[:2]
@@ -299,7 +295,7 @@ def render_background(room: Room) -> tuple[np.ndarray, np.ndarray]:
     from which every shaken scene of the room takes its room pixels (see render.shifted)."""
     frame = render(room.camera.padded(SHAKE_MARGIN), room.surfaces, room.light)
     m = SHAKE_MARGIN
-    return to_uint8(frame.rgb[m:-m, m:-m]), frame.rgb
+    return from_unit(frame.rgb[m:-m, m:-m]), frame.rgb
 
 
 def render_scene(
@@ -455,27 +451,29 @@ def synthesize(
     """
     source = SynthSource(count, size, seed, per_background)
     LayoutWriter(out, image_format)  # refuses an unknown format before anything is touched
-    root = prepare_output(out, overwrite)
-    tasks = [(source, b, str(root), image_format, jpeg_quality) for b in range(source.backgrounds)]
-    results, seconds = run_tasks(
-        _write_background, tasks, workers=workers, desc="synth", total=count, progress=progress
-    )
-    stats = DatasetStats()
-    for part in results:
-        stats.merge(part)
-    info = source.manifest
-    manifest = write_manifest(
-        root,
-        kind="synth",
-        scenes=count,
-        backgrounds=source.backgrounds,
-        size=info["size"],
-        seed=seed,
-        per_background=per_background,
-        image_format=image_format,
-        jpeg_quality=jpeg_quality if image_format == "jpg" else None,
-        stats=stats.as_dict(),
-        depth=info["depth"],
-        generator=GENERATOR,
-    )
+    with writing_dataset(out, overwrite) as root:
+        tasks = [
+            (source, b, str(root), image_format, jpeg_quality) for b in range(source.backgrounds)
+        ]
+        results, seconds = run_tasks(
+            _write_background, tasks, workers=workers, desc="synth", total=count, progress=progress
+        )
+        stats = DatasetStats()
+        for part in results:
+            stats.merge(part)
+        info = source.manifest
+        manifest = write_manifest(
+            root,
+            kind="synth",
+            scenes=count,
+            backgrounds=source.backgrounds,
+            size=info["size"],
+            seed=seed,
+            per_background=per_background,
+            image_format=image_format,
+            jpeg_quality=jpeg_quality if image_format == "jpg" else None,
+            stats=stats.as_dict(),
+            depth=info["depth"],
+            generator=GENERATOR,
+        )
     return {**manifest, "seconds": round(seconds, 3), "scenes_per_s": round(count / seconds, 2)}

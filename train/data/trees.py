@@ -20,6 +20,12 @@ import numpy as np
 from maskdepth.runtime.errors import MaskDepthError
 
 _LOCAL_HEADER = struct.Struct("<4s22xHH")  # signature, then name and extra lengths at byte 26
+# Central directory entry: signature, 4 skipped shorts, flags, method, 2 skipped shorts, CRC,
+# sizes, name/extra/comment lengths, 2 skipped shorts + 1 long, local header offset.
+_CENTRAL = struct.Struct("<4s4xHH4xLLLHHH8xL")
+_EOCD = struct.Struct("<4s4HLLH")  # end of central directory
+_LOCATOR = struct.Struct("<4sLQL")  # zip64 end-of-central-directory locator
+_EOCD64 = struct.Struct("<4sQHHLLQQQQ")
 
 
 def cache_dir() -> Path:
@@ -132,34 +138,100 @@ def _zip_index(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarra
                 return names, saved["offset"], saved["size"], saved["method"], saved["crc"]
         except (OSError, ValueError, KeyError):
             pass  # a damaged cache is rebuilt below
-    infos = _read_central_directory(path)
-    names = [i.filename for i in infos]
-    arrays = {
-        "offset": np.array([i.header_offset for i in infos], np.int64),
-        "size": np.array([i.compress_size for i in infos], np.int64),
-        "method": np.array([i.compress_type for i in infos], np.int16),
-        "crc": np.array([i.CRC for i in infos], np.int64),
-    }
+    listing = _scan_central_directory(path)
+    if listing is None:  # zip64 members, prepended data, ...: let zipfile sort it out
+        infos = _read_central_directory(path)
+        listing = (
+            [i.filename for i in infos],
+            [
+                [i.header_offset, i.compress_size, i.compress_type, i.CRC, i.flag_bits]
+                for i in infos
+            ],
+        )
+    names, fields = listing
+    table = np.array(fields, np.int64).reshape(-1, 5)
+    keep = np.array([not n.endswith("/") and not n.startswith("__MACOSX/") for n in names], bool)
+    names, table = [n for n, k in zip(names, keep) if k], table[keep]
+    _check_members(path, names, table)
+    arrays = {"offset": table[:, 0], "size": table[:, 1], "method": table[:, 2], "crc": table[:, 3]}
     _save_index(cached, names, arrays)
     return names, arrays["offset"], arrays["size"], arrays["method"], arrays["crc"]
 
 
 def _read_central_directory(path: Path) -> list[zipfile.ZipInfo]:
-    """The zip's file entries, checked to be readable by :meth:`ZipTree.read`."""
+    """Every entry of the zip, by the standard library (the general, slower path)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            infos = [i for i in archive.infolist() if not i.is_dir()]
+            return archive.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise MaskDepthError(f"{path}: not a readable zip file ({exc})") from exc
-    for info in infos:
-        if info.flag_bits & 0x1:
-            raise MaskDepthError(f"{path}: {info.filename} is encrypted; expected a plain zip")
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            raise MaskDepthError(
-                f"{path}: {info.filename} uses compression {info.compress_type}; "
-                "expected stored or deflate (re-zip with plain 'zip')"
-            )
-    return infos
+
+
+def _scan_central_directory(path: Path) -> tuple[list[str], list[list[int]]] | None:
+    """Names and (offset, compressed size, method, CRC, flags) of every entry, read straight
+    from the central directory; None for anything unusual (zip64 member fields, data before
+    the archive), which :func:`_read_central_directory` then handles.
+
+    zipfile builds a ZipInfo per entry: 3.6 s for the seed's 400,000-entry zips on this
+    project's CI machine, against about 0.5 s here.
+    """
+    with open(path, "rb") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        start = max(0, size - _EOCD.size - 0xFFFF - _LOCATOR.size)
+        handle.seek(start)
+        tail = handle.read()
+        at = tail.rfind(b"PK\x05\x06")
+        if at < 0 or at + _EOCD.size > len(tail):
+            return None
+        _, _, _, _, entries, cd_size, cd_offset, _ = _EOCD.unpack_from(tail, at)
+        end = start + at
+        if entries == 0xFFFF or 0xFFFFFFFF in (cd_size, cd_offset):
+            if at < _LOCATOR.size or tail[at - _LOCATOR.size : at - 16] != b"PK\x06\x07":
+                return None
+            _, _, end, _ = _LOCATOR.unpack_from(tail, at - _LOCATOR.size)
+            handle.seek(end)
+            record = handle.read(_EOCD64.size)
+            if len(record) < _EOCD64.size or record[:4] != b"PK\x06\x06":
+                return None
+            *_, entries, cd_size, cd_offset = _EOCD64.unpack(record)
+        if cd_offset + cd_size != end:
+            return None
+        handle.seek(cd_offset)
+        directory = handle.read(cd_size)
+    raw_names, fields, pos = [], [], 0
+    for _ in range(entries):
+        if directory[pos : pos + 4] != b"PK\x01\x02":
+            return None
+        (_, flags, method, crc, csize, usize, nlen, elen, clen, offset) = _CENTRAL.unpack_from(
+            directory, pos
+        )
+        if 0xFFFFFFFF in (csize, usize, offset):
+            return None
+        raw_names.append(directory[pos + _CENTRAL.size : pos + _CENTRAL.size + nlen])
+        fields.append((offset, csize, method, crc, flags))
+        pos += _CENTRAL.size + nlen + elen + clen
+    return _decode_names(raw_names, fields), fields
+
+
+def _decode_names(raw_names: list[bytes], fields: list[tuple]) -> list[str]:
+    """Names are UTF-8 when flag bit 11 is set, else code page 437; ASCII either way, usually."""
+    blob = b"\n".join(raw_names)
+    if blob.isascii() and b"\n" not in b"".join(raw_names):
+        return blob.decode("ascii").split("\n") if raw_names else []
+    return [r.decode("utf-8" if f[4] & 0x800 else "cp437") for r, f in zip(raw_names, fields)]
+
+
+def _check_members(path: Path, names: list[str], table: np.ndarray) -> None:
+    """Refuse what :meth:`ZipTree.read` cannot read, naming the first such member."""
+    encrypted = np.flatnonzero(table[:, 4] & 0x1)
+    if len(encrypted):
+        raise MaskDepthError(f"{path}: {names[encrypted[0]]} is encrypted; expected a plain zip")
+    odd = np.flatnonzero(~np.isin(table[:, 2], (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)))
+    if len(odd):
+        raise MaskDepthError(
+            f"{path}: {names[odd[0]]} uses compression {table[odd[0], 2]}; "
+            "expected stored or deflate (re-zip with plain 'zip')"
+        )
 
 
 def _save_index(cached: Path, names: list[str], arrays: dict[str, np.ndarray]) -> None:

@@ -1,0 +1,63 @@
+"""The model zoo: the seed's exact network, its variants, the two forms of output."""
+
+import pytest
+import torch
+
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.train.models import InferenceModel, create_model, list_models
+
+
+def _params(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def test_seed_network_has_exactly_the_seeds_parameter_count():
+    model = create_model("u2netp-md")
+    assert _params(model) == 1_769_306
+    assert _params(model.encoder) == 496_512  # DESIGN.md: the shared U2-Net-small encoder
+    assert [_params(d) for d in model.decoders] == [636_397, 636_397]  # one per task
+
+
+def test_variants():
+    assert list_models() == ["u2net-md", "u2netp-lite", "u2netp-md"]
+    lite = create_model("u2netp-lite")
+    assert len(lite.decoders) == 1 and 1_100_000 < _params(lite) < 1_180_000
+    assert _params(create_model("u2net-md")) > 40_000_000  # the full-width stages
+
+
+@pytest.mark.parametrize("name", ["u2netp-md", "u2netp-lite"])
+@pytest.mark.parametrize("size", [(32, 32), (40, 56)])
+def test_training_form_is_seven_logit_maps_per_task(name, size):
+    model = create_model(name).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 6, *size))
+    assert set(out) == {"mask", "depth"}
+    for maps in out.values():
+        assert len(maps) == 7
+        assert all(m.shape == (2, 1, *size) for m in maps)
+
+
+def test_inference_form_is_the_fused_probabilities():
+    model = create_model("u2netp-md").eval()
+    bg, scene = torch.randn(1, 3, 48, 48), torch.randn(1, 3, 48, 48)
+    with torch.no_grad():
+        mask, depth = InferenceModel(model)(bg, scene)
+        logits = model(torch.cat([bg, scene], 1))
+    torch.testing.assert_close(mask, torch.sigmoid(logits["mask"][0]))
+    torch.testing.assert_close(depth, torch.sigmoid(logits["depth"][0]))
+    assert mask.min() >= 0 and mask.max() <= 1
+
+
+def test_bg_comes_first():
+    """Swapping bg and scene changes the output: the network is not symmetric in its inputs."""
+    model = create_model("u2netp-lite").eval()
+    a, b = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        assert not torch.allclose(InferenceModel(model)(a, b)[0], InferenceModel(model)(b, a)[0])
+
+
+def test_unknown_names_and_options_are_clear():
+    with pytest.raises(MaskDepthError, match="unknown model 'u2net-xl'; expected one of u2net-md"):
+        create_model("u2net-xl")
+    with pytest.raises(MaskDepthError, match="unknown option\\(s\\) width"):
+        create_model("u2netp-md", width=3)
