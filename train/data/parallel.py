@@ -30,14 +30,22 @@ def limit_opencv_threads(*_) -> None:
     cv2.setNumThreads(0)
 
 
-def _exit_on_sigterm(*_) -> None:
-    raise SystemExit(143)  # unwinds, so atomic writers remove their temporary files
-
-
 def _init_worker() -> None:
     limit_opencv_threads()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # how the parent's terminate() arrives
+    # Ctrl-C is the parent's to handle: it terminates the pool (SIGTERM, which may cut a write
+    # short), and the dataset writer then removes the temporary files (layout.writing_dataset).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _context() -> mp.context.BaseContext:
+    """Workers come from a fork server where there is one: forking the caller itself copies
+    the locks of whatever threads it runs (PyTorch's, OpenCV's, a progress bar's) and can
+    hang a worker for good; the server is a clean single-threaded process."""
+    if "forkserver" not in mp.get_all_start_methods():
+        return mp.get_context("spawn")
+    context = mp.get_context("forkserver")
+    context.set_forkserver_preload(["numpy", "cv2", "maskdepth.train.data.parallel"])
+    return context
 
 
 def _call(job: tuple[int, Callable, Any]) -> tuple[int, Any]:
@@ -59,7 +67,8 @@ def run_tasks(
 
     ``fn(task)`` returns ``(items_done, result)``; the bar advances by ``items_done`` (``total``
     of them in all) and the results come back in task order, with the elapsed seconds. ``fn``
-    must be a module-level function so that it pickles.
+    must be a module-level function so that it pickles. Workers start from a fork server (or
+    are spawned), so a script that calls this needs the ``if __name__ == "__main__":`` guard.
     """
     workers = default_workers() if workers is None else max(1, workers)
     workers = min(workers, max(1, len(tasks)))
@@ -73,8 +82,7 @@ def run_tasks(
                 results[index] = result
                 bar.update(count)
         else:
-            context = mp.get_context("spawn" if os.name == "nt" else "fork")
-            with context.Pool(workers, _init_worker) as pool:
+            with _context().Pool(workers, _init_worker) as pool:
                 for index, (count, result) in pool.imap_unordered(_call, jobs):
                     results[index] = result
                     bar.update(count)
