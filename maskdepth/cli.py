@@ -15,7 +15,7 @@ from pathlib import Path
 from maskdepth import __version__
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 
-LATER = {"train": 3, "eval": 3, "export": 4, "predict": 5, "bench": 6}
+LATER = {"export": 4, "predict": 5, "bench": 6}
 
 
 def positive(text: str) -> int:
@@ -117,9 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"maskdepth {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _data_parsers(sub)
+    _train_parser(sub)
+    _eval_parser(sub)
     for name, help_text in [
-        ("train", "train a model"),
-        ("eval", "score a model on a dataset"),
         ("export", "export to ONNX and TensorRT"),
         ("predict", "run a model on images or video"),
         ("bench", "latency and accuracy parity"),
@@ -131,6 +131,62 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--count", type=int, default=200, help="synthetic scenes to make")
     demo.set_defaults(run=_run_demo)
     return parser
+
+
+def _train_parser(sub: argparse._SubParsersAction) -> None:
+    from maskdepth.train.config import add_train_arguments  # no torch: --help stays fast
+
+    train = sub.add_parser(
+        "train",
+        help="train a model",
+        description="Train a mask + depth model; on several GPUs run "
+        "'torchrun --nproc_per_node N -m maskdepth.train' with the same options.",
+    )
+    add_train_arguments(train)
+    train.set_defaults(run=_run_train)
+
+
+def _eval_parser(sub: argparse._SubParsersAction) -> None:
+    evaluate = sub.add_parser("eval", help="score a checkpoint on a dataset")
+    evaluate.add_argument("checkpoint", type=Path, help="a maskdepth checkpoint (.pt)")
+    evaluate.add_argument("--data", help="dataset folder or 'synth' (default: the training data)")
+    evaluate.add_argument("--split", choices=["val", "all"], default="val")
+    evaluate.add_argument("--json", type=Path, help="also write the metrics here")
+    evaluate.add_argument("--batch", type=positive, default=16)
+    evaluate.add_argument("--workers", type=int, default=2, help="loader processes (0: none)")
+    evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    evaluate.add_argument("--skip-bad", action="store_true", help="skip broken scenes, count them")
+    evaluate.add_argument(
+        "--raw-weights", action="store_true", help="the trained weights, not their EMA"
+    )
+    evaluate.set_defaults(run=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from maskdepth.train.evaluate import evaluate, format_result, write_json
+
+    result = evaluate(
+        args.checkpoint,
+        args.data,
+        args.split,
+        batch=args.batch,
+        workers=args.workers,
+        device=args.device,
+        skip_bad=args.skip_bad,
+        use_ema=not args.raw_weights,
+    )
+    print(format_result(result))
+    if args.json:
+        write_json(args.json, result)
+    return 0
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from maskdepth.train.config import config_from_args
+    from maskdepth.train.trainer import train
+
+    train(config_from_args(args))
+    return 0
 
 
 def _report(result: dict, out: Path) -> None:

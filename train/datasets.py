@@ -1,0 +1,89 @@
+"""The data of a training run: its source, the train/val split, and the checkpoint's ``data``
+record from which evaluation rebuilds the same source and split."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+from maskdepth.runtime.errors import MaskDepthError
+
+from .config import TrainConfig
+from .data.manifest import manifest_hash
+from .data.sources import Source
+from .data.split import split_indices
+
+
+def open_data(spec: str, *, size: int, binarize: bool, skip_bad: bool, synth: dict | None):
+    """``"synth"`` (rendered on the fly at ``size`` from ``synth``'s count, seed and
+    per_background) or a dataset folder in the seed's layout."""
+    if spec == "synth":
+        from .data.synth import SynthSource
+
+        return SynthSource(size=size, **synth)
+    path = Path(spec)
+    if not path.is_dir():
+        raise MaskDepthError(f"--data {spec}: no such dataset folder (or pass 'synth')")
+    from .data.seed_layout import SeedLayoutSource
+
+    return SeedLayoutSource(path, binarize_mask=binarize, skip_bad=skip_bad)
+
+
+def synth_options(config: TrainConfig) -> dict | None:
+    if config.data != "synth":
+        return None
+    return {
+        "count": config.synth_count,
+        "seed": config.synth_seed,
+        "per_background": config.synth_per_background,
+    }
+
+
+def source_hash(source: Source, spec: str) -> str | None:
+    """sha256 of the dataset's manifest.json, or of the synth source's manifest (None: none)."""
+    if spec == "synth":
+        text = json.dumps(source.manifest, sort_keys=True).encode()
+        return hashlib.sha256(text).hexdigest()
+    return manifest_hash(spec) if Path(spec).is_dir() else None
+
+
+def data_record(config: TrainConfig, source: Source) -> dict:
+    """The checkpoint's ``data`` entry."""
+    spec = "synth" if config.data == "synth" else str(Path(config.data).resolve())
+    return {
+        "spec": spec,
+        "manifest_hash": source_hash(source, spec),
+        "binarize_mask": config.binarize,
+        "synth": synth_options(config),
+        "split": {
+            "val_fraction": config.val_fraction,
+            "seed": config.split_seed,
+            "by": config.split_by,
+        },
+    }
+
+
+def split(source: Source, record: dict) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) indices of ``source`` as the record's split says."""
+    options = record["split"]
+    return split_indices(source, options["val_fraction"], options["seed"], options["by"])
+
+
+def data_from_checkpoint(
+    ckpt: dict, spec: str | None = None, skip_bad: bool = False
+) -> tuple[Source, np.ndarray, np.ndarray]:
+    """The source a checkpoint was trained on (or ``spec`` instead), at its training size, with
+    its (train, val) split: what ``maskdepth eval --split val`` scores."""
+    record = ckpt["data"]
+    size = int(ckpt["preprocessing"]["size"][0])
+    source = open_data(
+        spec or record["spec"],
+        size=size,
+        binarize=record["binarize_mask"],
+        skip_bad=skip_bad,
+        synth=record["synth"],
+    )
+    return (source, *split(source, record))

@@ -1,0 +1,97 @@
+"""`maskdepth eval`: a checkpoint's metrics on a dataset's val split (or all of it)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.image import write_bytes_atomic
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data.loader import MaskDepthDataset, make_loader
+from .datasets import data_from_checkpoint
+from .metrics import TorchMetricAccumulator
+
+SPLITS = ("val", "all")
+
+
+def _device(choice: str) -> torch.device:
+    if choice == "cuda" and not torch.cuda.is_available():
+        raise MaskDepthError("--device cuda: no CUDA GPU is visible to PyTorch")
+    if choice == "auto":
+        choice = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(choice)
+
+
+def evaluate(
+    checkpoint: str | Path,
+    data: str | None = None,
+    split: str = "val",
+    *,
+    batch: int = 16,
+    workers: int = 2,
+    device: str = "auto",
+    skip_bad: bool = False,
+    use_ema: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Score ``checkpoint`` on ``data`` (default: the data it was trained on) at its training size.
+
+    ``split="val"`` takes the checkpoint's own train/val split (same fraction, seed and kind)
+    of that data; ``"all"`` every scene. Returns every metric of
+    :class:`~maskdepth.runtime.metrics.MetricAccumulator` plus ``count``, ``split``, ``size``.
+    """
+    if split not in SPLITS:
+        raise MaskDepthError(f"--split {split!r}: expected one of {', '.join(SPLITS)}")
+    ckpt = load_checkpoint(checkpoint)
+    model, pre = model_from_checkpoint(ckpt, use_ema=use_ema)
+    source, _, val = data_from_checkpoint(ckpt, data, skip_bad=skip_bad)
+    indices = val if split == "val" else np.arange(len(source))
+    if not len(indices):
+        raise MaskDepthError(f"{data or ckpt['data']['spec']}: no scenes in the {split} split")
+    dataset = MaskDepthDataset(source, indices, pre, augment=None, skip_bad=skip_bad)
+    target = _device(device)
+    model = model.to(target, memory_format=torch.channels_last)
+    scores = TorchMetricAccumulator(device=target)
+    loader = make_loader(dataset, batch, workers=min(workers, len(indices)), shuffle=False)
+    with torch.inference_mode():
+        for items in tqdm(loader, desc="eval", unit="batch", disable=not progress):
+            inputs = items["input"].to(target, non_blocking=True)
+            out = model(inputs.contiguous(memory_format=torch.channels_last))
+            mask, depth = items["mask"].to(target), items["depth"].to(target)
+            scores.update(out["mask"][0], mask, out["depth"][0], depth, logits=True)
+    result: dict = scores.to_numpy().compute()
+    result.update(
+        split=split,
+        size=list(pre.size),
+        model=ckpt["model"]["name"],
+        weights="ema" if use_ema and ckpt.get("ema_state_dict") is not None else "raw",
+        data=str(data or ckpt["data"]["spec"]),
+        skipped=dataset.bad_count,
+    )
+    return result
+
+
+def format_result(result: dict) -> str:
+    lines = [
+        f"{result['model']} ({result['weights']} weights) on {result['data']}, "
+        f"{result['split']} split: {result['count']:,} scenes at {result['size'][0]}x"
+        f"{result['size'][1]}",
+        f"  mask   IoU {result['iou']:.4f}  (batch-summed {result['iou_summed']:.4f})  "
+        f"Dice {result['dice']:.4f}",
+        f"  depth  RMSE {result['rmse']:.4f}  (all pixels {result['rmse_pixels']:.4f})  "
+        f"MAE {result['mae']:.4f}  AbsRel {result['absrel']:.4f}  "
+        f"delta<1.25 {result['delta1']:.4f}",
+    ]
+    if result["skipped"]:
+        lines.append(f"  skipped {result['skipped']} broken scenes")
+    return "\n".join(lines)
+
+
+def write_json(path: str | Path, result: dict) -> None:
+    write_bytes_atomic(Path(path), (json.dumps(result, indent=2) + "\n").encode())
