@@ -141,7 +141,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--scenes", type=int, default=2000, help="synthetic scenes (train + val)")
     parser.add_argument("--val-fraction", type=float, default=0.05)
-    parser.add_argument("--workers", type=int, default=1, help="loader processes")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="loader processes (0: in the training process, which leaves both cores to PyTorch)",
+    )
     parser.add_argument("--probe-steps", type=int, default=6)
     parser.add_argument("--out", type=Path, default=Path("runs/train_quality"))
     parser.add_argument("--json", type=Path, help="also write the report here")
