@@ -7,19 +7,18 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from .image import as_rgb
+from .image import as_rgb, from_unit
 
 
 def depth_colormap(depth: np.ndarray) -> np.ndarray:
     """RGB picture of a [0,1] depth map (0 nearest): near is warm (red), far is cool (blue)."""
-    gray = np.clip(np.rint((1.0 - np.asarray(depth, np.float32)) * 255), 0, 255).astype(np.uint8)
+    gray = from_unit(1.0 - np.asarray(depth, np.float32))
     return cv2.cvtColor(cv2.applyColorMap(gray, cv2.COLORMAP_TURBO), cv2.COLOR_BGR2RGB)
 
 
 def mask_picture(mask: np.ndarray) -> np.ndarray:
     """RGB grey-level picture of a [0,1] mask (white = object)."""
-    gray = np.clip(np.rint(np.asarray(mask, np.float32) * 255), 0, 255).astype(np.uint8)
-    return cv2.cvtColor(gray, cv2.COLOR_GRAY2RGB)
+    return cv2.cvtColor(from_unit(np.asarray(mask, np.float32)), cv2.COLOR_GRAY2RGB)
 
 
 def mask_overlay(

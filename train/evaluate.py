@@ -15,17 +15,11 @@ from maskdepth.runtime.image import write_bytes_atomic
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data.loader import MaskDepthDataset, make_loader
 from .datasets import data_from_checkpoint
+from .distributed import from_environment
 from .metrics import TorchMetricAccumulator
+from .trainer import pick_device
 
 SPLITS = ("val", "all")
-
-
-def _device(choice: str) -> torch.device:
-    if choice == "cuda" and not torch.cuda.is_available():
-        raise MaskDepthError("--device cuda: no CUDA GPU is visible to PyTorch")
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    return torch.device(choice)
 
 
 def evaluate(
@@ -55,7 +49,7 @@ def evaluate(
     if not len(indices):
         raise MaskDepthError(f"{data or ckpt['data']['spec']}: no scenes in the {split} split")
     dataset = MaskDepthDataset(source, indices, pre, augment=None, skip_bad=skip_bad)
-    target = _device(device)
+    target = pick_device(device, from_environment())
     model = model.to(target, memory_format=torch.channels_last)
     scores = TorchMetricAccumulator(device=target)
     loader = make_loader(dataset, batch, workers=min(workers, len(indices)), shuffle=False)

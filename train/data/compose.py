@@ -29,8 +29,14 @@ from .depth import (
     ground_plane_depth,
     stand_on_ground,
 )
-from .layout import FORMATS, SEED_JPEG_QUALITY, LayoutWriter, check_output, writing_dataset
-from .manifest import DatasetStats, write_manifest
+from .layout import (
+    SEED_JPEG_QUALITY,
+    LayoutWriter,
+    check_format,
+    check_output,
+    writing_dataset,
+)
+from .manifest import DatasetStats, with_speed, write_manifest
 from .parallel import run_tasks
 from .sample import Sample
 
@@ -221,8 +227,7 @@ def _check_options(size: int, positions: int, fg_size: int, image_format: str, s
         raise MaskDepthError(f"--fg-size {fg_size}: expected 1 to --size ({size})")
     if positions < 1:
         raise MaskDepthError(f"--positions {positions}: expected at least 1")
-    if image_format not in FORMATS:
-        raise MaskDepthError(f"image format {image_format!r}: expected one of {FORMATS}")
+    check_format(image_format)
 
 
 def _load_foregrounds(
@@ -338,9 +343,6 @@ def compose(
         )
         if model is not None:
             model.close()
-        stats = DatasetStats()
-        for part in results:
-            stats.merge(part)
         manifest = write_manifest(
             out,
             kind="compose",
@@ -355,12 +357,11 @@ def compose(
             white_key=white_key,
             image_format=image_format,
             jpeg_quality=jpeg_quality if image_format == "jpg" else None,
-            stats=stats.as_dict(),
+            stats=DatasetStats.merged(results).as_dict(),
             depth=_depth_field(model),
             skipped=len(skipped),
         )
-    seconds = time.perf_counter() - start
-    result = {**manifest, "seconds": round(seconds, 3), "scenes_per_s": round(scenes / seconds, 1)}
+    result = with_speed(manifest, time.perf_counter() - start)
     if skipped:
         result["skipped_paths"] = skipped[:SHOWN_SKIPPED]
     return result

@@ -28,6 +28,12 @@ FORMATS = ("jpg", "png")
 INCOMPLETE = ".maskdepth-incomplete"  # present while a dataset is being written
 
 
+def check_format(image_format: str) -> None:
+    """Refuse an image format the layout cannot be written in."""
+    if image_format not in FORMATS:
+        raise MaskDepthError(f"image format {image_format!r}: expected one of {FORMATS}")
+
+
 def check_output(out: str | Path, overwrite: bool) -> Path:
     """Refuse an ``out`` that is a file, or a non-empty folder without ``overwrite``."""
     out = Path(out)
@@ -74,8 +80,7 @@ class LayoutWriter:
     """Writes backgrounds and scenes under the seed's names, each file atomically."""
 
     def __init__(self, root: str | Path, image_format: str = "jpg", jpeg_quality: int = 40) -> None:
-        if image_format not in FORMATS:
-            raise MaskDepthError(f"image format {image_format!r}: expected one of {FORMATS}")
+        check_format(image_format)
         self.root = Path(root)
         self.suffix = "." + image_format
         self.jpeg_quality = jpeg_quality

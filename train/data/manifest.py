@@ -72,6 +72,14 @@ class DatasetStats:
         for key, stats in self.parts.items():
             stats.merge(other.parts[key])
 
+    @classmethod
+    def merged(cls, parts: list[DatasetStats]) -> DatasetStats:
+        """One DatasetStats from the workers' parts."""
+        total = cls()
+        for part in parts:
+            total.merge(part)
+        return total
+
     def as_dict(self) -> dict:
         return {key: stats.as_dict() for key, stats in self.parts.items()}
 
@@ -81,6 +89,12 @@ def write_manifest(root: str | Path, **fields) -> dict:
     data = {"maskdepth_version": __version__, **fields}
     write_bytes_atomic(Path(root) / MANIFEST, (json.dumps(data, indent=2) + "\n").encode())
     return data
+
+
+def with_speed(manifest: dict, seconds: float) -> dict:
+    """A generator's result: its manifest plus the run's ``seconds`` and ``scenes_per_s``."""
+    rate = manifest["scenes"] / seconds if seconds > 0 else float("inf")
+    return {**manifest, "seconds": round(seconds, 3), "scenes_per_s": round(rate, 1)}
 
 
 def read_manifest(root: str | Path) -> dict | None:

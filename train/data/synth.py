@@ -28,8 +28,8 @@ import numpy as np
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import from_unit
 
-from .layout import SEED_JPEG_QUALITY, LayoutWriter, writing_dataset
-from .manifest import DatasetStats, write_manifest
+from .layout import SEED_JPEG_QUALITY, LayoutWriter, check_format, writing_dataset
+from .manifest import DatasetStats, with_speed, write_manifest
 from .parallel import run_tasks
 from .render import (
     LATTICE,
@@ -450,7 +450,7 @@ def synthesize(
     lossless, depth in 16 bits). Returns the manifest plus ``seconds`` and ``scenes_per_s``.
     """
     source = SynthSource(count, size, seed, per_background)
-    LayoutWriter(out, image_format)  # refuses an unknown format before anything is touched
+    check_format(image_format)  # before anything is touched
     with writing_dataset(out, overwrite) as root:
         tasks = [
             (source, b, str(root), image_format, jpeg_quality) for b in range(source.backgrounds)
@@ -458,22 +458,11 @@ def synthesize(
         results, seconds = run_tasks(
             _write_background, tasks, workers=workers, desc="synth", total=count, progress=progress
         )
-        stats = DatasetStats()
-        for part in results:
-            stats.merge(part)
-        info = source.manifest
         manifest = write_manifest(
             root,
-            kind="synth",
-            scenes=count,
-            backgrounds=source.backgrounds,
-            size=info["size"],
-            seed=seed,
-            per_background=per_background,
+            **source.manifest,
             image_format=image_format,
             jpeg_quality=jpeg_quality if image_format == "jpg" else None,
-            stats=stats.as_dict(),
-            depth=info["depth"],
-            generator=GENERATOR,
+            stats=DatasetStats.merged(results).as_dict(),
         )
-    return {**manifest, "seconds": round(seconds, 3), "scenes_per_s": round(count / seconds, 2)}
+    return with_speed(manifest, seconds)
