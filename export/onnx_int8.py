@@ -1,0 +1,105 @@
+"""ONNX fp32 -> INT8 QDQ with onnxruntime.quantization, calibrated on held-out samples.
+
+Two targets, because the two consumers want different graphs:
+
+- ``tensorrt``: int8 activations and weights, both symmetric (zero point 0, which TensorRT
+  requires), per-channel weights, biases left in fp32 (TensorRT's ONNX parser refuses the Int32
+  bias DequantizeLinear that quantize_static writes by default).
+- ``cpu``: onnxruntime's x86 kernels run uint8 activations x int8 weights (U8S8), with an
+  asymmetric activation range and quantized biases; benchmarks/runtime_latency.py measures both.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+import onnx
+from tqdm import tqdm
+
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.model_info import ModelInfo
+
+from .onnx_fp32 import set_metadata
+
+METHODS = ("minmax", "entropy", "percentile")
+TARGETS = ("tensorrt", "cpu")
+
+
+def to_int8(
+    graph: onnx.ModelProto,
+    info: ModelInfo,
+    feeds: Iterable[dict[str, np.ndarray]],
+    count: int,
+    method: str = "minmax",
+    target: str = "tensorrt",
+) -> onnx.ModelProto:
+    """Static QDQ quantization of ``graph``, calibrated on ``feeds`` (``count`` samples in all,
+    for the progress bar), per-channel weights."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    if method not in METHODS:
+        raise MaskDepthError(f"--calib-method {method}: expected one of {', '.join(METHODS)}")
+    if target not in TARGETS:
+        raise MaskDepthError(f"--int8-target {target}: expected one of {', '.join(TARGETS)}")
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.feeds = iter(feeds)
+            self.bar = tqdm(total=count, desc=f"calibrate int8 ({method})", unit="sample")
+
+        def get_next(self) -> dict | None:
+            feed = next(self.feeds, None)
+            if feed is None:
+                self.bar.close()
+            else:
+                self.bar.update(len(feed["bg"]))
+            return feed
+
+    symmetric = target == "tensorrt"
+    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
+        source, quantized = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(graph, source)
+        quantize_static(
+            str(source),
+            str(quantized),
+            Reader(),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method={
+                "minmax": CalibrationMethod.MinMax,
+                "entropy": CalibrationMethod.Entropy,
+                "percentile": CalibrationMethod.Percentile,
+            }[method],
+            extra_options={
+                "ActivationSymmetric": symmetric,
+                "WeightSymmetric": True,
+                "QuantizeBias": not symmetric,
+            },
+        )
+        result = onnx.load(str(quantized))
+    set_metadata(result, info.with_precision("int8"))
+    return result
+
+
+class _quiet_quantizer:
+    """quantize_static logs 'consider pre-processing' on the root logger; ours is already
+    shape-inferred and constant-folded by the exporter and onnxslim."""
+
+    def __enter__(self) -> None:
+        self.level = logging.getLogger().level
+        logging.getLogger().setLevel(logging.ERROR)
+
+    def __exit__(self, *exc) -> None:
+        logging.getLogger().setLevel(self.level)

@@ -1,0 +1,268 @@
+"""`maskdepth export`: checkpoint -> ONNX fp32 / fp16 / INT8 or a TensorRT engine, each file
+checked against the PyTorch fp32 model before it gets its final name.
+
+Everything that can be refused (checkpoint, size, opset, output path, TensorRT) is checked
+before any slow work. A file over tolerance is kept as ``NAME.parity-failed.EXT``; the final
+name only ever holds a file that passed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import onnx
+
+from maskdepth import __version__
+from maskdepth.runtime.compare import Comparison
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.model_info import ModelInfo
+from maskdepth.runtime.preprocess import Preprocessing
+from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+from .onnx_fp32 import DEFAULT_OPSET, check_opset, check_size, export_graph, save_model
+from .parity import compare_runner, reference_outputs, tolerance_for, write_report
+from .samples import HeldOut, held_out_samples
+
+FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
+PRECISION_OF = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
+MIN_PARITY_SAMPLES = 64
+
+
+@dataclass
+class ExportOptions:
+    format: str = "onnx"
+    size: tuple[int, int] | None = None  # default: the training size
+    dynamic: bool = False  # batch only; True: batch, height and width
+    max_batch: int = 32
+    opset: int = DEFAULT_OPSET
+    data: Path | None = None  # held-out samples; default: synthetic scenes
+    calib_count: int = 256
+    calib_method: str = "minmax"
+    int8_target: str = "tensorrt"
+    parity_count: int = MIN_PARITY_SAMPLES
+    tolerance: dict | None = None  # e.g. {"iou": 0.02}; {"*": x} sets every bound
+    use_ema: bool = True
+    # engines
+    from_onnx: Path | None = None
+    precision: str = "fp16"  # of the ONNX graph an engine is built from
+    workspace_mb: int | None = None
+    timing_cache: Path | None = None
+    compute_capabilities: tuple[str, ...] | None = None
+
+
+@dataclass
+class ExportResult:
+    path: Path  # where the file is (the failed name when parity failed)
+    passed: bool | None  # None: parity could not be checked here (an engine without CUDA)
+    comparison: Comparison | None
+    seconds: dict[str, float] = field(default_factory=dict)
+    note: str = ""
+    parity_report: Path | None = None
+
+    @property
+    def size_bytes(self) -> int:
+        return self.path.stat().st_size
+
+
+def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> ExportResult:
+    """Export ``checkpoint`` as ``options.format`` to ``out``, gated by parity."""
+    if options.format not in FORMATS:
+        raise MaskDepthError(f"--format {options.format}: expected one of {', '.join(FORMATS)}")
+    out = check_output(Path(out))
+    flavour = None
+    if options.format == "engine":
+        from .tensorrt_build import load_flavour
+
+        flavour = load_flavour()  # no TensorRT (or no GPU for it): one line, before any work
+    ckpt = load_checkpoint(checkpoint)
+    model, trained = model_from_checkpoint(ckpt, use_ema=options.use_ema)
+    size = check_size(options.size or trained.size)
+    check_opset(options.opset)
+    info = ModelInfo(
+        model=ckpt["model"]["name"],
+        preprocessing=Preprocessing(size=size, mean=trained.mean, std=trained.std),
+        depth_scale_m=depth_scale(ckpt),
+        manifest_hash=(ckpt.get("data") or {}).get("manifest_hash"),
+        dynamic=("batch", "height", "width") if options.dynamic else ("batch",),
+        version=__version__,
+    )
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    precision = PRECISION_OF.get(options.format, options.precision)
+    calibrating = precision == "int8" and not options.from_onnx
+    parity, calibration = _samples(ckpt, info, options, calibrating)
+    reference = reference_outputs(model, parity)
+    seconds["samples"] = time.perf_counter() - start
+    if options.format != "engine":
+        return export_onnx(
+            model, info, out, precision, options, parity, calibration, reference, seconds
+        )
+    from .engine import export_engine
+
+    return export_engine(
+        model, info, out, options, flavour, parity, calibration, reference, seconds
+    )
+
+
+def export_onnx(
+    model,
+    info: ModelInfo,
+    out: Path,
+    precision: str,
+    options: ExportOptions,
+    parity: HeldOut,
+    calibration: HeldOut | None,
+    reference: list,
+    seconds: dict,
+) -> ExportResult:
+    """Make the ONNX graph at ``precision``, then gate it and give it its name."""
+    start = time.perf_counter()
+    graph = export_graph(model, info, options.opset)
+    seconds["export_fp32"] = time.perf_counter() - start
+    if precision != "fp32":
+        start = time.perf_counter()
+        graph = convert(graph, info, precision, options, calibration)
+        seconds[f"convert_{precision}"] = time.perf_counter() - start
+    pending = out.with_name(f".{out.name}.pending")
+    try:
+        save_model(graph, pending)
+        return gate_onnx(pending, out, precision, options, parity, reference, seconds)
+    finally:
+        pending.unlink(missing_ok=True)
+
+
+def convert(
+    graph: onnx.ModelProto,
+    info: ModelInfo,
+    precision: str,
+    options: ExportOptions,
+    calibration: HeldOut | None,
+) -> onnx.ModelProto:
+    if precision == "fp16":
+        from .onnx_fp16 import to_fp16
+
+        return to_fp16(graph, info)
+    from .onnx_int8 import to_int8
+
+    feeds = (batch.feed for batch in calibration.batches(1))
+    return to_int8(graph, info, feeds, len(calibration), options.calib_method, options.int8_target)
+
+
+def gate_onnx(
+    pending: Path,
+    out: Path,
+    precision: str,
+    options: ExportOptions,
+    parity: HeldOut,
+    reference: list,
+    seconds: dict,
+) -> ExportResult:
+    """Compare ``pending`` with the reference through onnxruntime; rename it to ``out`` when it
+    passes, to the failed name when not."""
+    from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
+
+    start = time.perf_counter()
+    tolerance = tolerance_for(precision, options.tolerance)
+    comparison = compare_runner(OnnxRuntimeRunner(pending), parity, reference, precision, tolerance)
+    seconds["parity"] = time.perf_counter() - start
+    final = out if comparison else failed_name(out)
+    os.replace(pending, final)
+    if comparison:
+        failed_name(out).unlink(missing_ok=True)  # an older failure of the same export
+    report = write_report(
+        out,
+        comparison,
+        file=str(final),
+        samples=parity.description,
+        seconds=seconds,
+        int8_target=_int8_target(precision, options),
+    )
+    return ExportResult(final, bool(comparison), comparison, seconds, parity_report=report)
+
+
+def _int8_target(precision: str, options: ExportOptions) -> str | None:
+    return options.int8_target if precision == "int8" else None
+
+
+def _samples(
+    ckpt: dict, info: ModelInfo, options: ExportOptions, calibrating: bool
+) -> tuple[HeldOut, HeldOut | None]:
+    """Disjoint parity and calibration samples (parity first); when the held-out pool is too
+    small for both, calibration reuses the parity samples, and says so."""
+    wanted = options.parity_count + (options.calib_count if calibrating else 0)
+    pool = held_out_samples(ckpt, info.preprocessing, wanted, options.data)
+    parity = pool.subset(
+        0,
+        options.parity_count,
+        f"{min(len(pool), options.parity_count)} {pool.description.split(' ', 1)[1]}",
+    )
+    if len(parity) < MIN_PARITY_SAMPLES:
+        print(
+            f"warning: only {len(parity)} held-out samples for the parity check "
+            f"(at least {MIN_PARITY_SAMPLES} recommended)"
+        )
+    if not calibrating:
+        return parity, None
+    calibration = pool.subset(options.parity_count, wanted, "calibration")
+    if not len(calibration):
+        print(
+            "warning: no held-out samples left for calibration; calibrating on the parity samples"
+        )
+        calibration = parity
+    return parity, calibration
+
+
+def depth_scale(ckpt: dict) -> float | None:
+    """Metres per depth unit of the training data, when it has one."""
+    record = ckpt.get("data") or {}
+    if record.get("spec") == "synth":
+        from maskdepth.train.data.synth import DEPTH_SCALE_M
+
+        return DEPTH_SCALE_M
+    spec = record.get("spec")
+    if spec and Path(spec).is_dir():
+        from maskdepth.train.data.manifest import read_manifest
+
+        try:
+            scale = ((read_manifest(spec) or {}).get("depth") or {}).get("scale_m")
+        except MaskDepthError:
+            return None
+        return float(scale) if scale else None
+    return None
+
+
+def failed_name(out: Path) -> Path:
+    return out.with_name(f"{out.stem}.parity-failed{out.suffix}")
+
+
+def check_output(out: Path) -> Path:
+    """Refuse an output path that cannot be written, before any work."""
+    if out.is_dir():
+        raise MaskDepthError(f"--out {out}: is a folder; give a file name such as model.onnx")
+    parent = out.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MaskDepthError(f"--out {out}: cannot create {parent}: {exc.strerror}") from None
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise MaskDepthError(f"--out {out}: {parent} is not writable")
+    return out
+
+
+def format_result(result: ExportResult) -> str:
+    """What `maskdepth export` prints: the parity table, the file and where the time went."""
+    lines = []
+    if result.comparison is not None:
+        lines.append(result.comparison.table(f"parity against PyTorch fp32 ({result.path.name})"))
+    if result.note:
+        lines.append(result.note)
+    timing = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
+    verdict = {True: "wrote", False: "PARITY FAILED, kept as", None: "wrote (parity not checked)"}
+    lines.append(f"{verdict[result.passed]} {result.path} ({result.size_bytes / 1e6:.2f} MB)")
+    lines.append(f"time: {timing}")
+    if result.parity_report:
+        lines.append(f"parity report: {result.parity_report}")
+    return "\n".join(lines)

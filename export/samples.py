@@ -1,0 +1,95 @@
+"""Held-out samples for INT8 calibration and the parity gate, at the model's input size.
+
+``--data DIR`` is a dataset in the seed's layout; when it is the checkpoint's own training data
+(same manifest hash) only its validation split is used, so no training image decides the
+calibration or the verdict. Without ``--data``, synthetic scenes are rendered from seeds the
+training run never drew (``HELD_OUT_SEED``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.preprocess import Preprocessing, prepare_pair, resize_map
+from maskdepth.train.data.manifest import manifest_hash
+
+HELD_OUT_SEED = 1_000_003  # synth seeds used by training are small integers
+
+
+@dataclass
+class Batch:
+    feed: dict[str, np.ndarray]  # "bg", "scene": float32 (N, 3, H, W), normalised
+    mask: np.ndarray  # float32 (N, 1, H, W)
+    depth: np.ndarray
+
+
+class HeldOut:
+    """Samples kept as uint8 images and float targets; network inputs are made per batch."""
+
+    def __init__(self, samples: list, pre: Preprocessing, description: str) -> None:
+        self.samples = samples
+        self.pre = pre
+        self.description = description
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def subset(self, start: int, stop: int, description: str) -> HeldOut:
+        return HeldOut(self.samples[start:stop], self.pre, description)
+
+    def batches(self, size: int = 8) -> Iterator[Batch]:
+        for start in range(0, len(self.samples), size):
+            chunk = self.samples[start : start + size]
+            inputs = np.stack([prepare_pair(s.bg, s.scene, self.pre) for s in chunk])
+            yield Batch(
+                feed={"bg": inputs[:, :3].copy(), "scene": inputs[:, 3:].copy()},
+                mask=np.stack([resize_map(s.mask, self.pre.size)[None] for s in chunk]),
+                depth=np.stack([resize_map(s.depth, self.pre.size)[None] for s in chunk]),
+            )
+
+
+def held_out_samples(
+    ckpt: dict, pre: Preprocessing, count: int, data: str | Path | None = None
+) -> HeldOut:
+    """``count`` samples (or as many as the held-out pool has) for ``ckpt``'s model."""
+    source, indices, description = _pool(ckpt, pre, count, data)
+    if not len(indices):
+        raise MaskDepthError(f"--data {data}: no scenes to calibrate and check parity on")
+    indices = indices[:count]
+    samples = [
+        source[int(i)] for i in tqdm(indices, desc="held-out samples", unit="scene", leave=False)
+    ]
+    return HeldOut(samples, pre, f"{len(samples)} {description}")
+
+
+def _pool(ckpt: dict, pre: Preprocessing, count: int, data):
+    record = ckpt.get("data") or {}
+    if data is None:
+        from maskdepth.train.data.synth import SynthSource
+
+        source = SynthSource(count, size=pre.size, seed=HELD_OUT_SEED)
+        return source, np.arange(len(source)), "synthetic scenes never seen in training"
+    path = Path(data)
+    if not path.is_dir():
+        raise MaskDepthError(f"--data {data}: no such dataset folder")
+    from maskdepth.train.data.seed_layout import SeedLayoutSource
+    from maskdepth.train.datasets import split
+
+    try:
+        source = SeedLayoutSource(path, binarize_mask=record.get("binarize_mask", True))
+    except MaskDepthError as exc:
+        raise MaskDepthError(f"--data {data}: {exc}") from None
+    if not len(source):
+        raise MaskDepthError(f"--data {data}: the dataset is empty")
+    same = record.get("manifest_hash") and record.get("manifest_hash") == manifest_hash(path)
+    if same and "split" in record:
+        return source, split(source, record)[1], f"validation scenes of {path}"
+    # Spread over the whole dataset rather than its first backgrounds.
+    order = np.random.default_rng(0).permutation(len(source))
+    return source, order, f"scenes of {path}"

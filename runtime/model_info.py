@@ -1,0 +1,139 @@
+"""What a deployed model file says about itself: written by export into the ONNX
+``metadata_props`` (and the engine sidecar), read by the runtime, so that a model file needs no
+config file and no flags repeated at load time.
+
+Every value is a string in ``metadata_props``; structured values are JSON. Keys::
+
+    maskdepth.format         "maskdepth-model" (how the runtime recognises its own files)
+    maskdepth.format_version "1"
+    maskdepth.version        maskdepth version that exported the file
+    maskdepth.model          model name in the zoo, e.g. "u2netp-md"
+    maskdepth.precision      "fp32" | "fp16" | "int8"
+    maskdepth.inputs         {"bg": ..., "scene": ...}: layout and meaning of each input
+    maskdepth.outputs        {"mask": ..., "depth": ...}: meaning of each output
+    maskdepth.preprocessing  Preprocessing.to_dict(): size, mean, std
+    maskdepth.depth_scale_m  metres per depth unit, or "" when the training data had no scale
+    maskdepth.manifest_hash  sha256 of the training data's manifest, or ""
+    maskdepth.dynamic        ["batch"] or ["batch", "height", "width"]
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+from .errors import MaskDepthError
+from .preprocess import Preprocessing
+
+FORMAT = "maskdepth-model"
+FORMAT_VERSION = 1
+PREFIX = "maskdepth."
+PRECISIONS = ("fp32", "fp16", "int8")
+INPUT_NAMES = ("bg", "scene")
+OUTPUT_NAMES = ("mask", "depth")
+INPUTS = {
+    "bg": "float32 N x 3 x H x W, RGB, (pixel / 255 - mean[0:3]) / std[0:3]: the empty scene",
+    "scene": "float32 N x 3 x H x W, RGB, (pixel / 255 - mean[3:6]) / std[3:6]: the scene",
+}
+OUTPUTS = {
+    "mask": "float32 N x 1 x H x W, probability in [0, 1] that a pixel belongs to a new object",
+    "depth": "float32 N x 1 x H x W, depth in [0, 1], 0 nearest; times depth_scale_m = metres",
+}
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """The self-description of an exported maskdepth model."""
+
+    model: str
+    preprocessing: Preprocessing
+    precision: str = "fp32"
+    depth_scale_m: float | None = None
+    manifest_hash: str | None = None
+    dynamic: tuple[str, ...] = ("batch",)
+    version: str = ""
+    inputs: dict = field(default_factory=lambda: dict(INPUTS))
+    outputs: dict = field(default_factory=lambda: dict(OUTPUTS))
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise MaskDepthError(
+                f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}"
+            )
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.preprocessing.size
+
+    def with_precision(self, precision: str) -> ModelInfo:
+        return replace(self, precision=precision)
+
+    def to_props(self) -> dict[str, str]:
+        """The ``metadata_props`` entries (all strings)."""
+        values = {
+            "format": FORMAT,
+            "format_version": str(FORMAT_VERSION),
+            "version": self.version,
+            "model": self.model,
+            "precision": self.precision,
+            "inputs": json.dumps(self.inputs),
+            "outputs": json.dumps(self.outputs),
+            "preprocessing": json.dumps(self.preprocessing.to_dict()),
+            "depth_scale_m": "" if self.depth_scale_m is None else repr(float(self.depth_scale_m)),
+            "manifest_hash": self.manifest_hash or "",
+            "dynamic": json.dumps(list(self.dynamic)),
+        }
+        return {PREFIX + key: value for key, value in values.items()}
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form (the engine sidecar's ``model`` entry)."""
+        return {key[len(PREFIX) :]: value for key, value in self.to_props().items()}
+
+    @classmethod
+    def from_props(cls, props: dict[str, str], source: str = "model") -> ModelInfo:
+        """Read :meth:`to_props` back; a file not exported by maskdepth is one clear error."""
+        values = {k[len(PREFIX) :]: v for k, v in props.items() if k.startswith(PREFIX)}
+        return cls.from_dict(values, source)
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "model") -> ModelInfo:
+        if values.get("format") != FORMAT:
+            raise MaskDepthError(
+                f"{source}: no maskdepth metadata; export the model with 'maskdepth export'"
+            )
+        version = int(values.get("format_version", 0))
+        if version > FORMAT_VERSION:
+            raise MaskDepthError(
+                f"{source}: metadata format {version} is newer than this maskdepth reads "
+                f"({FORMAT_VERSION}); upgrade maskdepth"
+            )
+        try:
+            scale = values.get("depth_scale_m") or ""
+            return cls(
+                model=values["model"],
+                preprocessing=Preprocessing.from_dict(json.loads(values["preprocessing"])),
+                precision=values.get("precision", "fp32"),
+                depth_scale_m=float(scale) if scale else None,
+                manifest_hash=values.get("manifest_hash") or None,
+                dynamic=tuple(json.loads(values.get("dynamic", '["batch"]'))),
+                version=values.get("version", ""),
+                inputs=json.loads(values.get("inputs", "{}")) or dict(INPUTS),
+                outputs=json.loads(values.get("outputs", "{}")) or dict(OUTPUTS),
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise MaskDepthError(f"{source}: damaged maskdepth metadata ({exc})") from None
+
+
+def read_onnx_info(path: str) -> ModelInfo:
+    """A model's :class:`ModelInfo` from its ONNX file, via onnxruntime (no onnx package needed)."""
+    from .errors import require
+
+    ort = require("onnxruntime", "cpu", "reading ONNX model metadata")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own types
+        first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
+        raise MaskDepthError(f"{path}: onnxruntime cannot read it: {first}") from None
+    return ModelInfo.from_props(session.get_modelmeta().custom_metadata_map, str(path))

@@ -1,0 +1,204 @@
+"""`maskdepth export` to ONNX fp32, fp16 and INT8: files, metadata, parity gate, bad input."""
+
+import json
+from contextlib import nullcontext
+
+import numpy as np
+import onnx
+import pytest
+
+from maskdepth.cli import main
+from maskdepth.runtime.model_info import read_onnx_info
+from maskdepth.train.checkpoint import load_checkpoint
+from maskdepth.train.config import TrainConfig
+from maskdepth.train.trainer import train
+
+ort = pytest.importorskip("onnxruntime")
+FAST = ["--parity-count", "16", "--calib-count", "16"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    config = TrainConfig(
+        data="synth", size=32, epochs=1, batch=4, out=str(out), threads=2, workers=0,
+        synth_count=40, synth_per_background=10, samples=0, progress=False,
+    )  # fmt: skip
+    train(config)
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def exported(checkpoint, tmp_path_factory):
+    """The three ONNX forms of the tiny model, exported once through the CLI."""
+    out = tmp_path_factory.mktemp("export")
+    paths = {}
+    for fmt, extra in [
+        ("onnx", []),
+        ("onnx-fp16", []),
+        ("onnx-int8", ["--tolerance", "iou=0.2,rmse=0.05"]),  # an untrained net's range is wide
+    ]:
+        paths[fmt] = out / f"model.{fmt}.onnx"
+        args = ["export", str(checkpoint), "--format", fmt, "--out", str(paths[fmt]), *FAST]
+        assert main([*args, *extra]) == 0, fmt
+    return paths
+
+
+def _run(path, batch=3, size=(32, 32)):
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(0)
+    feed = {name: rng.standard_normal((batch, 3, *size)).astype(np.float32)
+            for name in ("bg", "scene")}  # fmt: skip
+    return session, dict(zip(["mask", "depth"], session.run(["mask", "depth"], feed)))
+
+
+def _parity(path):
+    return json.loads(path.with_name(path.name + ".parity.json").read_text())
+
+
+def test_fp32_file_describes_itself_and_matches_pytorch(exported, checkpoint):
+    path = exported["onnx"]
+    graph = onnx.load(str(path))
+    onnx.checker.check_model(graph, full_check=True)
+    info = read_onnx_info(path)
+    ckpt = load_checkpoint(checkpoint)
+    assert (info.model, info.precision, info.size) == ("u2netp-md", "fp32", (32, 32))
+    assert info.depth_scale_m == 20.0 and info.manifest_hash == ckpt["data"]["manifest_hash"]
+    assert info.preprocessing.mean == tuple(ckpt["preprocessing"]["mean"])
+    assert info.dynamic == ("batch",)
+    session, out = _run(path, batch=3)
+    assert [i.name for i in session.get_inputs()] == ["bg", "scene"]
+    assert out["mask"].shape == out["depth"].shape == (3, 1, 32, 32)
+    assert out["mask"].min() >= 0 and out["depth"].max() <= 1  # probabilities, not logits
+    report = _parity(path)
+    assert report["passed"] and report["count"] == 16
+    assert report["measured"]["max_abs"] <= 1e-4 and report["d_iou"] == pytest.approx(0, abs=1e-9)
+    assert "synthetic scenes never seen in training" in report["samples"]
+    # lean: the exporter's shape arithmetic is folded away
+    assert not [n for n in graph.graph.node if n.op_type in ("Gather", "Unsqueeze", "Constant")]
+
+
+def test_fp16_keeps_fp32_inputs_and_outputs(exported):
+    graph = onnx.load(str(exported["onnx-fp16"]))
+    io_types = {v.type.tensor_type.elem_type for v in [*graph.graph.input, *graph.graph.output]}
+    assert io_types == {onnx.TensorProto.FLOAT}
+    weights = [w for w in graph.graph.initializer if w.data_type == onnx.TensorProto.FLOAT16]
+    assert len(weights) > 100  # the convolutions really are fp16
+    assert read_onnx_info(exported["onnx-fp16"]).precision == "fp16"
+    report = _parity(exported["onnx-fp16"])
+    assert report["passed"] and 0 < report["measured"]["max_abs"] < 0.01
+    assert abs(report["d_iou"]) <= 0.002 and abs(report["d_rmse"]) <= 0.002
+
+
+def test_int8_for_tensorrt_is_symmetric_qdq_without_quantized_bias(exported):
+    graph = onnx.load(str(exported["onnx-int8"]))
+    ops = {n.op_type for n in graph.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    weights = {w.name: onnx.numpy_helper.to_array(w) for w in graph.graph.initializer}
+    zero_points = [weights[n.input[2]] for n in graph.graph.node
+                   if n.op_type == "QuantizeLinear" and len(n.input) > 2]  # fmt: skip
+    assert zero_points and all(z.dtype == np.int8 and not z.any() for z in zero_points)
+    assert not [w for w in weights.values() if w.dtype == np.int32]  # biases stay fp32
+    assert read_onnx_info(exported["onnx-int8"]).precision == "int8"
+    report = _parity(exported["onnx-int8"])
+    assert report["passed"] and report["int8_target"] == "tensorrt"
+    assert report["measured"]["max_abs"] > 1e-4  # really quantized
+    _run(exported["onnx-int8"])
+
+
+def test_int8_for_cpu_uses_uint8_activations(checkpoint, tmp_path):
+    path = tmp_path / "cpu.onnx"
+    args = ["export", str(checkpoint), "--format", "onnx-int8", "--int8-target", "cpu",
+            "--out", str(path), "--tolerance", "0.5", *FAST]  # fmt: skip
+    assert main(args) == 0
+    graph = onnx.load(str(path))
+    types = {onnx.numpy_helper.to_array(w).dtype for w in graph.graph.initializer}
+    assert np.dtype(np.uint8) in types and np.dtype(np.int32) in types  # U8 zero points, bias
+
+
+def test_dynamic_size_runs_at_other_sizes(checkpoint, tmp_path):
+    path = tmp_path / "dyn.onnx"
+    args = ["export", str(checkpoint), "--out", str(path), "--size", "64", "64", "--dynamic"]
+    assert main([*args, *FAST]) == 0
+    info = read_onnx_info(path)
+    assert info.size == (64, 64) and info.dynamic == ("batch", "height", "width")
+    _, out = _run(path, batch=2, size=(96, 128))
+    assert out["depth"].shape == (2, 1, 96, 128)
+
+
+def test_over_tolerance_keeps_the_file_under_a_failed_name(checkpoint, tmp_path, capsys):
+    path = tmp_path / "model.onnx"
+    args = ["export", str(checkpoint), "--out", str(path), "--tolerance", "1e-12", *FAST]
+    assert main(args) == 1
+    printed = capsys.readouterr().out
+    assert "parity: FAILED" in printed and "over by" in printed
+    assert not path.exists() and (tmp_path / "model.parity-failed.onnx").is_file()
+    report = _parity(path)
+    assert report["passed"] is False and report["file"].endswith("model.parity-failed.onnx")
+    assert not list(tmp_path.glob(".*pending"))
+
+
+def test_parity_on_the_training_data_uses_its_validation_split(tmp_path):
+    from maskdepth.train.data.synth import synthesize
+
+    data = tmp_path / "data"
+    synthesize(data, 40, size=32, per_background=10, workers=1, progress=False)
+    config = TrainConfig(
+        data=str(data), size=32, epochs=1, batch=8, out=str(tmp_path / "run"), threads=2,
+        workers=0, samples=0, progress=False, val_fraction=0.25,
+    )  # fmt: skip
+    train(config)
+    path = tmp_path / "m.onnx"
+    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(path),
+                 "--data", str(data), *FAST]) == 0  # fmt: skip
+    report = _parity(path)
+    assert report["count"] == 10 and "validation scenes of" in report["samples"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--size", "100", "100"], "multiple of 32"),
+        (["--opset", "99"], "--opset 99"),
+        (["--calib-count", "0"], "expected a number >= 1"),
+    ],
+)
+def test_bad_options_are_one_line(checkpoint, tmp_path, capsys, extra, message):
+    path = tmp_path / "m.onnx"
+    with pytest.raises(SystemExit) if "--calib-count" in extra else nullcontext():
+        code = main(["export", str(checkpoint), "--out", str(path), *extra])
+        assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err.splitlines()[-1] and "Traceback" not in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_files_are_one_line_and_leave_nothing(checkpoint, tmp_path, capsys):
+    not_ckpt = tmp_path / "model.pt"
+    not_ckpt.write_bytes(b"hello")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cases = [
+        ([str(not_ckpt), "--out", str(tmp_path / "a.onnx")], "not a PyTorch checkpoint"),
+        ([str(checkpoint), "--out", str(blocker / "a.onnx")], "cannot create"),
+        ([str(checkpoint), "--out", str(empty)], "is a folder"),
+        (
+            [
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "b.onnx"),
+                "--format",
+                "onnx-int8",
+                "--data",
+                str(empty),
+            ],
+            "--data",
+        ),  # fmt: skip
+    ]
+    for args, message in cases:
+        assert main(["export", *args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1, err
+    assert not list(tmp_path.glob("*.onnx")) and not list(empty.iterdir())
