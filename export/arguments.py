@@ -72,7 +72,11 @@ def add_export_arguments(parser: argparse.ArgumentParser, positive) -> None:
         type=Path,
         help="build from this ONNX file (default: export one first)",
     )
-    engine.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    engine.add_argument(
+        "--precision",
+        choices=["fp32", "fp16", "int8"],
+        help="of the graph to compile (default: fp16, or --from's)",
+    )
     engine.add_argument("--workspace", type=positive, metavar="MB", help="builder workspace")
     engine.add_argument("--timing-cache", type=Path, help="reused across builds")
     engine.add_argument(

@@ -109,6 +109,9 @@ def save_model(graph: onnx.ModelProto, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the model from other users
     try:
         if graph.ByteSize() >= TWO_GB:
             onnx.save(graph, tmp, save_as_external_data=True, location=path.name + ".data")

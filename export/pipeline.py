@@ -47,7 +47,7 @@ class ExportOptions:
     use_ema: bool = True
     # engines
     from_onnx: Path | None = None
-    precision: str = "fp16"  # of the ONNX graph an engine is built from
+    precision: str | None = None  # of the ONNX graph an engine is built from (default fp16)
     workspace_mb: int | None = None
     timing_cache: Path | None = None
     compute_capabilities: tuple[str, ...] | None = None
@@ -79,31 +79,52 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
         flavour = load_flavour()  # no TensorRT (or no GPU for it): one line, before any work
     ckpt = load_checkpoint(checkpoint)
     model, trained = model_from_checkpoint(ckpt, use_ema=options.use_ema)
-    size = check_size(options.size or trained.size)
+    if options.from_onnx:
+        from .tensorrt_build import onnx_model_info
+
+        info = onnx_model_info(options.from_onnx)
+        if info.model != ckpt["model"]["name"]:
+            raise MaskDepthError(
+                f"--from {options.from_onnx}: holds {info.model}, but the checkpoint holds "
+                f"{ckpt['model']['name']}"
+            )
+    else:
+        info = ModelInfo(
+            model=ckpt["model"]["name"],
+            preprocessing=Preprocessing(
+                size=check_size(options.size or trained.size), mean=trained.mean, std=trained.std
+            ),
+            depth_scale_m=depth_scale(ckpt),
+            manifest_hash=(ckpt.get("data") or {}).get("manifest_hash"),
+            dynamic=("batch", "height", "width") if options.dynamic else ("batch",),
+            version=__version__,
+        )
     check_opset(options.opset)
-    info = ModelInfo(
-        model=ckpt["model"]["name"],
-        preprocessing=Preprocessing(size=size, mean=trained.mean, std=trained.std),
-        depth_scale_m=depth_scale(ckpt),
-        manifest_hash=(ckpt.get("data") or {}).get("manifest_hash"),
-        dynamic=("batch", "height", "width") if options.dynamic else ("batch",),
-        version=__version__,
-    )
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    precision = PRECISION_OF.get(options.format, options.precision)
+    precision = PRECISION_OF.get(options.format, options.precision or "fp16")
     calibrating = precision == "int8" and not options.from_onnx
-    parity, calibration = _samples(ckpt, info, options, calibrating)
-    reference = reference_outputs(model, parity)
-    seconds["samples"] = time.perf_counter() - start
+    parity, calibration, reference = None, None, None
+    if _checks_parity_here(options):
+        parity, calibration = _samples(ckpt, info, options, calibrating)
+        reference = reference_outputs(model, parity)
+        seconds["samples"] = time.perf_counter() - start
     if options.format != "engine":
         return export_onnx(
             model, info, out, precision, options, parity, calibration, reference, seconds
         )
     from .engine import export_engine
 
+    onnx_path = options.from_onnx
+    if onnx_path is None:  # export the graph the engine compiles, gated like any ONNX export
+        onnx_path = out.with_name(f"{out.stem}.{precision}.onnx")
+        made = export_onnx(
+            model, info, onnx_path, precision, options, parity, calibration, reference, seconds
+        )
+        if not made.passed:
+            return made
     return export_engine(
-        model, info, out, options, flavour, parity, calibration, reference, seconds
+        Path(onnx_path), out, options, flavour, parity, reference, seconds, str(checkpoint)
     )
 
 
@@ -181,6 +202,15 @@ def gate_onnx(
         int8_target=_int8_target(precision, options),
     )
     return ExportResult(final, bool(comparison), comparison, seconds, parity_report=report)
+
+
+def _checks_parity_here(options: ExportOptions) -> bool:
+    """Everything but an engine built from a given ONNX file on a machine without CUDA."""
+    if options.format != "engine" or options.from_onnx is None:
+        return True
+    from maskdepth.runtime.runners.cuda import gpu_info
+
+    return gpu_info() is not None
 
 
 def _int8_target(precision: str, options: ExportOptions) -> str | None:

@@ -202,3 +202,25 @@ def test_bad_files_are_one_line_and_leave_nothing(checkpoint, tmp_path, capsys):
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1, err
     assert not list(tmp_path.glob("*.onnx")) and not list(empty.iterdir())
+
+
+def test_engine_export_builds_plan_sidecar_and_its_onnx(checkpoint, tmp_path, capsys):
+    pytest.importorskip("tensorrt_rtx")
+    from maskdepth.runtime.engine_sidecar import read_sidecar
+
+    path = tmp_path / "model.engine"
+    args = ["export", str(checkpoint), "--format", "engine", "--out", str(path),
+            "--compute-capability", "8.6", *FAST]  # fmt: skip
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    onnx_path = tmp_path / "model.fp16.onnx"  # the graph it compiled, gated like any export
+    assert path.stat().st_size > 1e6 and onnx_path.is_file() and _parity(onnx_path)["passed"]
+    sidecar = read_sidecar(path)
+    assert sidecar["flavour"] == "tensorrt_rtx" and sidecar["precision"] == "fp16"
+    assert sidecar["target"]["compute_capabilities"] == ["8.6"]
+    from maskdepth.runtime.runners.cuda import gpu_info
+
+    if gpu_info() is None:
+        assert "parity not checked" in printed and _parity(path)["passed"] is None
+    else:
+        assert _parity(path)["passed"]

@@ -1,0 +1,462 @@
+"""ONNX -> TensorRT plan, for two flavours of the same Python API:
+
+- ``tensorrt`` (10.x, 11.x): data-centre GPUs and Jetson; builds on, and for, the GPU it runs on.
+- ``tensorrt_rtx`` (TensorRT for RTX, ``pip install tensorrt-rtx-cu12``): builds ahead of time on
+  any machine, even without a GPU, for chosen compute capabilities, and compiles the kernels just
+  in time when the plan is loaded.
+
+Precision lives in the ONNX graph (DESIGN.md section 2): the network is strongly typed and the
+builder compiles the fp32, fp16 or INT8 QDQ graph it is given. The one exception: tensorrt 10.x
+may build an fp32 graph with the (deprecated) FP16 builder flag when asked for fp16.
+
+Measured with tensorrt-rtx 1.7.1 on 2 CPU cores, no GPU, u2netp-md at 64x64 and 224x224:
+fp32 ~1.2 s, fp16 ~1.2 s, INT8 QDQ ~5-6 s, as fast for one compute capability as for all six
+(the kernels are compiled at load). Adding 7.5 (Turing) makes the plan ~7 % (fp32) to ~30 %
+(INT8) larger, and NVIDIA advises separate Turing plans because portable plans that include it
+can run slower, so 7.5 is opt-in (``compute_capabilities=["7.5"]``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import onnx
+from tqdm import tqdm
+
+from maskdepth.runtime.engine_sidecar import make_sidecar, sidecar_path, write_sidecar
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
+from maskdepth.runtime.image import write_bytes_atomic
+from maskdepth.runtime.model_info import INPUT_NAMES, ModelInfo
+from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
+from maskdepth.runtime.runners.tensorrt import flavour_logger
+
+from .onnx_fp32 import STRIDE
+
+FLAVOURS = ("tensorrt_rtx", "tensorrt")
+RTX_COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
+RTX_DEFAULT_COMPUTE_CAPABILITIES = ("8.0", "8.6", "8.9", "12.0", "12.1")
+INSTALL_HINT = (
+    "pip install tensorrt-rtx-cu12 (builds on any machine, for RTX-class GPUs) or "
+    "pip install tensorrt (builds on the target GPU)"
+)
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """An imported TensorRT flavour, and the GPU that ``tensorrt`` builds for."""
+
+    name: str
+    trt: ModuleType
+    gpu: GpuInfo | None = None
+
+    @property
+    def version(self) -> str:
+        return self.trt.__version__
+
+    def target(self, compute_capabilities: Sequence[str] | None = None) -> dict:
+        """The sidecar's ``target``: the compute capabilities (rtx) or this GPU (tensorrt)."""
+        if self.name == "tensorrt_rtx":
+            return {"compute_capabilities": list(check_compute_capabilities(compute_capabilities))}
+        return {"gpu": self.gpu.name, "compute_capability": self.gpu.compute_capability}
+
+
+def load_flavour(name: str = "auto", device: int = 0) -> Flavour:
+    """Import a TensorRT flavour, or say in one line why none can build here.
+
+    ``auto``: ``tensorrt`` when it is installed and a CUDA GPU is present (a plan tuned for that
+    GPU), else ``tensorrt_rtx``.
+    """
+    if name not in ("auto", *FLAVOURS):
+        raise MaskDepthError(f"TensorRT flavour {name!r}: expected auto, {', '.join(FLAVOURS)}")
+    modules = {n: _try_import(n) for n in FLAVOURS if name in ("auto", n)}
+    gpu = gpu_info(device)
+    if modules.get("tensorrt") and gpu:
+        return Flavour("tensorrt", modules["tensorrt"], gpu)
+    if modules.get("tensorrt_rtx"):
+        return Flavour("tensorrt_rtx", modules["tensorrt_rtx"], gpu)
+    if modules.get("tensorrt"):
+        raise MaskDepthError(
+            f"tensorrt builds engines on the GPU they are for, and this machine has no CUDA GPU "
+            f"{device}: build on the target machine, or ahead of time with tensorrt-rtx-cu12"
+        )
+    wanted = "TensorRT" if name == "auto" else name
+    raise MissingDependencyError(f"building engines needs {wanted}, not installed: {INSTALL_HINT}")
+
+
+def _try_import(name: str) -> ModuleType | None:
+    try:
+        return importlib.import_module(name)
+    except (ImportError, OSError):  # OSError: the wheel's shared libraries do not load
+        return None
+
+
+def check_compute_capabilities(values: Sequence[str] | None) -> tuple[str, ...]:
+    """Normalise ``["8.6", "sm_120", "89"]`` to ``("8.6", "12.0", "8.9")``; None: the default."""
+    if not values:
+        return RTX_DEFAULT_COMPUTE_CAPABILITIES
+    known = {cc.replace(".", ""): cc for cc in RTX_COMPUTE_CAPABILITIES}
+    result = []
+    for value in values:
+        key = str(value).lower().removeprefix("sm").lstrip("_").replace(".", "")
+        if key not in known:
+            raise MaskDepthError(
+                f"--compute-capability {value}: TensorRT-RTX builds for "
+                f"{', '.join(RTX_COMPUTE_CAPABILITIES)}"
+            )
+        if known[key] not in result:
+            result.append(known[key])
+    return tuple(result)
+
+
+@dataclass(frozen=True)
+class Profile:
+    """The optimisation profile: the batch and image sizes a plan accepts (min/opt/max)."""
+
+    size: tuple[int, int]  # the optimal (and, when not dynamic, only) height, width
+    max_batch: int = 1
+    opt_batch: int = 1
+    min_size: tuple[int, int] | None = None  # dynamic height/width only
+    max_size: tuple[int, int] | None = None
+
+    @classmethod
+    def for_export(cls, size: tuple[int, int], dynamic: bool, max_batch: int) -> Profile:
+        """From ``--size``, ``--dynamic`` and ``--max-batch``; a dynamic plan takes sides from
+        one stride (32) up to twice ``--size``."""
+        if max_batch < 1:
+            raise MaskDepthError(f"--max-batch {max_batch}: expected 1 or more")
+        if not dynamic:
+            return cls(tuple(size), max_batch)
+        return cls(tuple(size), max_batch, 1, (STRIDE, STRIDE), (2 * size[0], 2 * size[1]))
+
+    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
+        """``{input: {"min": NCHW, "opt": NCHW, "max": NCHW}}`` for every network input."""
+        low, high = self.min_size or self.size, self.max_size or self.size
+        one = {
+            "min": (1, 3, *low),
+            "opt": (min(self.opt_batch, self.max_batch), 3, *self.size),
+            "max": (self.max_batch, 3, *high),
+        }
+        return {name: dict(one) for name in INPUT_NAMES}
+
+
+def onnx_model_info(onnx_path: str | os.PathLike) -> ModelInfo:
+    """The maskdepth metadata of an ONNX file (weights not loaded from external data)."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file")
+    try:
+        graph = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise MaskDepthError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
+    return ModelInfo.from_props({p.key: p.value for p in graph.metadata_props}, str(path))
+
+
+def plan_precision(
+    graph_precision: str, requested: str | None, flavour: Flavour, source: str | os.PathLike
+) -> tuple[str, bool]:
+    """(the plan's precision, whether the FP16 builder flag makes it): the graph's precision,
+    or fp16 from an fp32 graph through tensorrt 10.x's builder flag."""
+    if requested in (None, graph_precision):
+        return graph_precision, False
+    flag = flavour.name == "tensorrt" and hasattr(flavour.trt.BuilderFlag, "FP16")
+    if requested == "fp16" and graph_precision == "fp32" and flag:
+        return "fp16", True
+    if requested not in ("fp32", "fp16", "int8"):
+        raise MaskDepthError(f"--precision {requested}: expected fp32, fp16 or int8")
+    raise MaskDepthError(
+        f"--precision {requested}: {source} holds an {graph_precision} graph, and "
+        f"{flavour.name} {flavour.version} builds the precision its graph holds; export an "
+        f"{requested} ONNX first (maskdepth export CHECKPOINT --format onnx-{requested}) and "
+        "build from it with --from"
+    )
+
+
+def _logger(flavour: Flavour):
+    return flavour_logger(flavour.trt, flavour.name)
+
+
+def _failure(logger, what: str) -> MaskDepthError:
+    reason = "; ".join(logger.errors[-3:]) or "no reason given"
+    return MaskDepthError(f"{what}: {reason}")
+
+
+def network_from_onnx(
+    builder, onnx_path: str | os.PathLike, flavour: Flavour, strongly_typed: bool = True
+) -> tuple:
+    """Parse ``onnx_path`` into a new network (strongly typed where the API has the flag).
+
+    Returns ``(network, parser)``: the parser owns the weights, so keep it until the build ends.
+    A refused graph raises one line naming each node the parser refused.
+    """
+    trt, logger = flavour.trt, _logger(flavour)
+    flag = getattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED", None)
+    network = builder.create_network(1 << int(flag) if strongly_typed and flag is not None else 0)
+    if network is None:
+        raise _failure(logger, f"{flavour.name}: cannot create a network definition")
+    parser = trt.OnnxParser(network, logger)
+    if parser is None:
+        raise _failure(logger, f"{flavour.name}: cannot create an ONNX parser")
+    if not parser.parse_from_file(str(onnx_path)):
+        raise MaskDepthError(_parser_errors(parser, logger, onnx_path))
+    return network, parser
+
+
+def _parser_errors(parser, logger, onnx_path: str | os.PathLike) -> str:
+    refused, operators = [], set()
+    for index in range(parser.num_errors):
+        error = parser.get_error(index)
+        where = f"node {error.node()}" if error.node() >= 0 else "graph"
+        where += f" {error.node_name()!r}" if error.node_name() else ""
+        where += f" ({error.node_operator()})" if error.node_operator() else ""
+        refused.append(f"{where}: {' '.join(error.desc().split())}")
+        operators.add(error.node_operator())
+    message = f"{onnx_path}: TensorRT's ONNX parser refused it: "
+    message += "; ".join(refused or logger.errors[-3:] or ["no reason given"])
+    if operators & {"QuantizeLinear", "DequantizeLinear"}:
+        message += (
+            " (TensorRT takes INT8 graphs with symmetric int8 activations and weights and "
+            "unquantized biases: export with --format onnx-int8 --int8-target tensorrt)"
+        )
+    return message
+
+
+AXES = ("batch", "channels", "height", "width")
+
+
+def check_network_inputs(network, profile: Profile, source: str | os.PathLike) -> None:
+    """Every network input is one the profile shapes, and its fixed sides are the profile's."""
+    shapes = profile.shapes()
+    for index in range(network.num_inputs):
+        tensor = network.get_input(index)
+        if tensor.name not in shapes:
+            raise MaskDepthError(
+                f"{source}: input {tensor.name!r}: expected inputs {', '.join(INPUT_NAMES)}"
+            )
+        for axis, dim in enumerate(tensor.shape):
+            low, high = shapes[tensor.name]["min"][axis], shapes[tensor.name]["max"][axis]
+            if dim >= 0 and (low, high) != (dim, dim):
+                hint = "a dynamic batch" if axis == 0 else "--dynamic or at this --size"
+                raise MaskDepthError(
+                    f"{source}: input {tensor.name!r} has a fixed {AXES[axis]} of {dim} and the "
+                    f"engine profile asks for {low} to {high}; export the ONNX with {hint}, or "
+                    f"build for its {AXES[axis]}"
+                )
+
+
+def build_plan(
+    onnx_path: str | os.PathLike,
+    *,
+    flavour: Flavour,
+    profile: Profile,
+    precision: str | None = None,
+    workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    compute_capabilities: Sequence[str] | None = None,
+    progress: bool = True,
+) -> bytes:
+    """Build a serialized plan from ``onnx_path``; ``precision`` None: what the graph holds.
+
+    ``timing_cache`` (tensorrt only) is loaded when it exists and saved back after the build,
+    so later builds reuse the measured tactics. ``compute_capabilities`` (tensorrt_rtx only):
+    default :data:`RTX_DEFAULT_COMPUTE_CAPABILITIES`.
+    """
+    path = Path(onnx_path)
+    info = onnx_model_info(path)
+    precision, fp16_flag = plan_precision(info.precision, precision, flavour, path)
+    logger = _logger(flavour)
+    logger.errors.clear()
+    builder = flavour.trt.Builder(logger)
+    if builder is None:
+        raise _failure(logger, f"{flavour.name}: cannot create a builder")
+    network, parser = network_from_onnx(builder, path, flavour, strongly_typed=not fp16_flag)
+    check_network_inputs(network, profile, path)
+    config = _builder_config(builder, flavour, profile, workspace_mb, compute_capabilities)
+    if fp16_flag:
+        config.set_flag(flavour.trt.BuilderFlag.FP16)
+    cache = _attach_timing_cache(config, flavour, timing_cache)
+    monitor = _progress_monitor(flavour, progress)
+    if monitor is not None:
+        config.progress_monitor = monitor
+    try:
+        plan = builder.build_serialized_network(network, config)
+    finally:
+        if monitor is not None:
+            monitor.close()
+    if plan is None or not plan.nbytes:
+        raise _failure(logger, f"{path}: {flavour.name} {flavour.version} could not build a plan")
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        write_bytes_atomic(cache, bytes(config.get_timing_cache().serialize()))
+    del parser  # only now: the network's weights live in the parser until the build is done
+    return bytes(plan)
+
+
+def _builder_config(
+    builder,
+    flavour: Flavour,
+    profile: Profile,
+    workspace_mb: int | None,
+    compute_capabilities: Sequence[str] | None,
+):
+    trt, logger = flavour.trt, _logger(flavour)
+    config = builder.create_builder_config()
+    if config is None:
+        raise _failure(logger, f"{flavour.name}: cannot create a builder config")
+    if workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if flavour.name == "tensorrt_rtx":
+        wanted = check_compute_capabilities(compute_capabilities)
+        config.num_compute_capabilities = len(wanted)
+        for index, cc in enumerate(wanted):
+            value = getattr(trt.ComputeCapability, "SM" + cc.replace(".", ""))
+            if not config.set_compute_capability(value, index):
+                raise _failure(logger, f"{flavour.name}: compute capability {cc} refused")
+    elif compute_capabilities:
+        raise MaskDepthError(
+            f"--compute-capability: tensorrt builds for the GPU it runs on ({flavour.gpu.name}, "
+            f"{flavour.gpu.compute_capability}); choosing targets needs tensorrt_rtx"
+        )
+    optimisation = builder.create_optimization_profile()
+    for name, shapes in profile.shapes().items():
+        optimisation.set_shape(name, shapes["min"], shapes["opt"], shapes["max"])
+    if not optimisation or config.add_optimization_profile(optimisation) < 0:
+        raise _failure(logger, f"engine profile {profile.shapes()} refused")
+    return config
+
+
+def _attach_timing_cache(config, flavour: Flavour, path: str | os.PathLike | None) -> Path | None:
+    """Load ``path`` into the config (an empty cache when it does not exist yet)."""
+    if path is None:
+        return None
+    if flavour.name == "tensorrt_rtx":
+        # TensorRT-RTX does no autotuning: its timing cache calls are no-ops (deprecated since
+        # 1.2) that would also query a GPU at build time. Its JIT kernels are cached at run time.
+        warnings.warn(
+            f"--timing-cache {path}: not used, TensorRT-RTX has no timing cache", stacklevel=3
+        )
+        return None
+    path = Path(path)
+    cache = config.create_timing_cache(path.read_bytes() if path.is_file() else b"")
+    if cache is None or not config.set_timing_cache(cache, False):
+        warnings.warn(
+            f"--timing-cache {path}: TensorRT refused it (another TensorRT version or GPU?); "
+            "starting a new one",
+            stacklevel=3,
+        )
+        if not config.set_timing_cache(config.create_timing_cache(b""), False):
+            raise _failure(_logger(flavour), f"--timing-cache {path}: cannot attach a timing cache")
+    return path
+
+
+def _progress_monitor(flavour: Flavour, enabled: bool):
+    """A tqdm bar over the build's top-level phases, the current sub-phase beside it; None
+    when disabled or the flavour has no IProgressMonitor (TensorRT < 10)."""
+    trt = flavour.trt
+    if not enabled or not hasattr(trt, "IProgressMonitor"):
+        return None
+
+    class Monitor(trt.IProgressMonitor):
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self.bar, self.top = None, None
+
+        def phase_start(self, phase: str, parent: str | None, steps: int) -> None:
+            if parent is None and self.bar is None:
+                self.top = phase
+                self.bar = tqdm(total=steps, desc=f"build engine ({flavour.name})", unit="phase")
+            elif self.bar is not None:
+                self.bar.set_postfix_str(phase[:40], refresh=False)
+
+        def step_complete(self, phase: str, step: int) -> bool:
+            if phase == self.top:
+                self.bar.update(1)
+            return True
+
+        def phase_finish(self, phase: str) -> None:
+            if phase == self.top and self.bar is not None:
+                self.bar.update(self.bar.total - self.bar.n)  # TensorRT skips reporting some
+                self.close()
+
+        def close(self) -> None:
+            if self.bar is not None:
+                self.bar.close()
+                self.bar = None
+
+    return Monitor()
+
+
+def write_plan_with_sidecar(
+    plan: bytes,
+    engine_path: str | os.PathLike,
+    *,
+    flavour: Flavour,
+    onnx_path: str | os.PathLike,
+    profile: Profile,
+    precision: str | None = None,
+    compute_capabilities: Sequence[str] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+) -> Path:
+    """Write ``plan`` to ``engine_path`` and its sidecar beside it, each under a temporary name
+    then renamed; an older sidecar goes first, so it never describes the new plan."""
+    info = onnx_model_info(onnx_path)
+    sidecar = make_sidecar(
+        flavour=flavour.name,
+        flavour_version=flavour.version,
+        target=flavour.target(compute_capabilities),
+        profile=profile.shapes(),
+        precision=precision or info.precision,
+        onnx_path=onnx_path,
+        plan=plan,
+        info=info,
+        checkpoint=checkpoint,
+    )
+    engine_path = Path(engine_path)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    sidecar_path(engine_path).unlink(missing_ok=True)
+    write_bytes_atomic(engine_path, plan)
+    write_sidecar(engine_path, sidecar)
+    return engine_path
+
+
+def build_engine(
+    onnx_path: str | os.PathLike,
+    engine_path: str | os.PathLike,
+    *,
+    flavour: Flavour,
+    profile: Profile,
+    precision: str | None = None,
+    workspace_mb: int | None = None,
+    timing_cache: str | os.PathLike | None = None,
+    compute_capabilities: Sequence[str] | None = None,
+    checkpoint: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> Path:
+    """:func:`build_plan` then :func:`write_plan_with_sidecar`: ``X.engine`` + ``X.engine.json``."""
+    graph_precision = onnx_model_info(onnx_path).precision
+    precision = plan_precision(graph_precision, precision, flavour, onnx_path)[0]
+    plan = build_plan(
+        onnx_path,
+        flavour=flavour,
+        profile=profile,
+        precision=precision,
+        workspace_mb=workspace_mb,
+        timing_cache=timing_cache,
+        compute_capabilities=compute_capabilities,
+        progress=progress,
+    )
+    return write_plan_with_sidecar(
+        plan,
+        engine_path,
+        flavour=flavour,
+        onnx_path=onnx_path,
+        profile=profile,
+        precision=precision,
+        compute_capabilities=compute_capabilities,
+        checkpoint=checkpoint,
+    )
