@@ -9,13 +9,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from maskdepth import __version__
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
-
-LATER = {"export": 4, "predict": 5, "bench": 6}
 
 
 def positive(text: str) -> int:
@@ -27,14 +25,6 @@ def positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
     return value
-
-
-def _not_yet(name: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        print(f"maskdepth {name}: not implemented yet (issue #{LATER[name]})", file=sys.stderr)
-        return 2
-
-    return run
 
 
 def _add_dataset_reading(parser: argparse.ArgumentParser) -> None:
@@ -119,16 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
     _data_parsers(sub)
     _train_parser(sub)
     _eval_parser(sub)
-    for name, help_text in [
-        ("export", "export to ONNX and TensorRT"),
-        ("predict", "run a model on images or video"),
-        ("bench", "latency and accuracy parity"),
-    ]:
-        later = sub.add_parser(name, help=f"{help_text} (coming in issue #{LATER[name]})")
-        later.set_defaults(run=_not_yet(name))
-    demo = sub.add_parser("demo", help="the whole story on this machine, no data needed")
+    _export_parser(sub)
+    _predict_parser(sub)
+    _bench_parser(sub)
+    demo = sub.add_parser(
+        "demo",
+        help="the whole story on this machine, no data needed",
+        description="Synthesise data, train u2netp-md, export ONNX fp32/fp16/INT8 (and an engine "
+        "with TensorRT and CUDA), benchmark them against PyTorch, and write OUT/report.md.",
+    )
     demo.add_argument("--out", type=Path, default=Path("runs/demo"))
-    demo.add_argument("--count", type=int, default=200, help="synthetic scenes to make")
+    demo.add_argument("--minutes", type=float, default=15.0, help="budget for the whole demo")
+    demo.add_argument("--count", type=positive, default=3000, help="synthetic scenes to make")
+    demo.add_argument("--size", type=int, help="image side (default: 64 on CPU, 224 on GPU)")
     demo.set_defaults(run=_run_demo)
     return parser
 
@@ -144,6 +137,132 @@ def _train_parser(sub: argparse._SubParsersAction) -> None:
     )
     add_train_arguments(train)
     train.set_defaults(run=_run_train)
+
+
+def _export_parser(sub: argparse._SubParsersAction) -> None:
+    from maskdepth.export.arguments import add_export_arguments
+
+    export = sub.add_parser(
+        "export",
+        help="export to ONNX fp32/fp16/INT8 or a TensorRT engine, checked for parity",
+        description="Export a checkpoint; every file is compared with the PyTorch fp32 model "
+        "on held-out samples and kept as NAME.parity-failed.EXT (exit 1) when over tolerance.",
+    )
+    add_export_arguments(export, positive)
+    export.set_defaults(run=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from maskdepth.export.arguments import options_from_args
+    from maskdepth.export.pipeline import export, format_result
+
+    result = export(args.checkpoint, args.out, options_from_args(args))
+    print(format_result(result))
+    return 0 if result.passed is not False else 1
+
+
+def _predict_parser(sub: argparse._SubParsersAction) -> None:
+    predict = sub.add_parser(
+        "predict",
+        help="run a model on images or video",
+        description="Mask and depth of the scenes against one background (a fixed camera). "
+        "Images go to OUT/<kind>/<name>.png; a video gives OUT/<name>.mp4 (overlay | depth).",
+    )
+    predict.add_argument("model", type=Path, help="an exported model (.onnx or .engine)")
+    predict.add_argument("--bg", required=True, type=Path, help="the empty scene (background)")
+    scenes = predict.add_mutually_exclusive_group(required=True)
+    scenes.add_argument("--scene", type=Path, help="one scene image")
+    scenes.add_argument("--scenes", type=Path, metavar="DIR", help="a folder of scene images")
+    scenes.add_argument("--video", type=Path, metavar="FILE", help="a video of the scene")
+    predict.add_argument("--out", required=True, type=Path, help="folder for the results")
+    predict.add_argument(
+        "--save",
+        help="what to write per scene, comma-separated from mask, depth, overlay, colormap "
+        "(default: mask,depth,overlay for images; only the video for a video)",
+    )
+    predict.add_argument("--batch", type=positive, default=8, help="scenes per model run")
+    predict.add_argument(
+        "--threshold",
+        type=_threshold,
+        default=0.5,
+        help="mask threshold in [0, 1] for the saved mask and overlay; 'none' saves probabilities",
+    )
+    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    predict.add_argument("--threads", type=positive, help="CPU threads for onnxruntime")
+    predict.add_argument(
+        "--backend",
+        choices=["onnxruntime", "onnxruntime-tensorrt", "tensorrt"],
+        help="default: by the model's suffix",
+    )
+    predict.add_argument("--quiet", action="store_true", help="no progress bar")
+    predict.set_defaults(run=_run_predict)
+
+
+def _threshold(text: str) -> float | None:
+    """argparse type: a float in [0, 1] or 'none'."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1] or none, got {text!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from maskdepth.runtime.predict_cli import run_predict
+
+    result = run_predict(
+        args.model,
+        args.bg,
+        args.out,
+        scene=args.scene,
+        scenes=args.scenes,
+        video=args.video,
+        save=args.save,
+        batch=args.batch,
+        threshold=args.threshold,
+        device=args.device,
+        threads=args.threads,
+        backend=args.backend,
+        progress=not args.quiet,
+    )
+    if "video" in result:
+        what = f"{result['video']} ({result['count']} frames)"
+    else:
+        what = f"{result['count']} scenes to {result['out']}"
+    print(
+        f"wrote {what} in {result['seconds']:.1f} s ({result['per_s']:.1f}/s) "
+        f"on {result['device']} via {result['provider']}"
+    )
+    return 0
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    from maskdepth.benchmarks.bench import add_bench_arguments
+
+    bench = sub.add_parser(
+        "bench",
+        help="latency and accuracy parity of model files side by side",
+        description="One row per model file x backend x batch (and the PyTorch reference): "
+        "latency, throughput, IoU/RMSE and their change; writes bench.md, bench.json, bench.png.",
+    )
+    add_bench_arguments(bench, positive)
+    bench.set_defaults(run=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from maskdepth.benchmarks.bench import bench, options_from_args, to_markdown
+
+    report = bench(args.models, args.out, options_from_args(args))
+    print(to_markdown(report))
+    print(f"wrote {args.out / 'bench.md'}, bench.json, bench.png")
+    failed = [r for r in report["rows"] if r["status"].startswith("failed")]
+    return 1 if failed else 0
 
 
 def _eval_parser(sub: argparse._SubParsersAction) -> None:
@@ -262,16 +381,16 @@ def _run_show(args: argparse.Namespace) -> int:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from maskdepth.benchmarks.demo import run_demo
+    from maskdepth.benchmarks.demo import DemoPlan, run_demo
 
-    return run_demo(args.out, count=args.count)
+    if not args.minutes > 0:
+        raise MaskDepthError(f"--minutes {args.minutes}: expected a positive number")
+    return run_demo(args.out, DemoPlan(minutes=args.minutes, count=args.count, size=args.size))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown and args.command not in LATER:  # later commands take any options for now
-        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    args = parser.parse_args(argv)
     _quiet_opencv()
     name = " ".join(filter(None, ["maskdepth", args.command, getattr(args, "verb", None)]))
     try:

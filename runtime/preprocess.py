@@ -7,6 +7,7 @@ export into the ONNX metadata, and the runtime reads it back, so the numbers liv
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -65,29 +66,70 @@ def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(values, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def _affine(pre: Preprocessing) -> tuple[np.ndarray, np.ndarray]:
-    std = np.asarray(pre.std, np.float32)
-    scale = (1.0 / (255.0 * std)).reshape(6, 1, 1)
-    offset = (-np.asarray(pre.mean, np.float32) / std).reshape(6, 1, 1)
+BG_CHANNELS, SCENE_CHANNELS = slice(0, 3), slice(3, 6)
+
+
+@functools.lru_cache(maxsize=64)
+def _affine(pre: Preprocessing, first: int) -> tuple[np.ndarray, np.ndarray]:
+    """(scale, offset), each (3, 1, 1), of channels ``first`` to ``first + 3``."""
+    std = np.asarray(pre.std[first : first + 3], np.float32)
+    scale = (1.0 / (255.0 * std)).reshape(3, 1, 1)
+    offset = (-np.asarray(pre.mean[first : first + 3], np.float32) / std).reshape(3, 1, 1)
+    scale.flags.writeable = offset.flags.writeable = False  # shared by every caller
     return scale, offset
 
 
+def _normalise(
+    image: np.ndarray, pre: Preprocessing, channels: slice, out: np.ndarray | None
+) -> np.ndarray:
+    """RGB uint8 at ``pre.size`` -> float32 (3, H, W) planes normalised with ``channels``'
+    mean/std, written into ``out`` when given (a slot of a batch)."""
+    planar = np.empty((3, *pre.size), np.float32) if out is None else out
+    # Copy plane by plane, then scale in place: converting the interleaved HxWx3 view in one
+    # go reads with a strided access and is ~20x slower (4.7 ms -> 0.2 ms at 224), same values.
+    for channel, plane in enumerate(cv2.split(image)):
+        planar[channel] = plane
+    scale, offset = _affine(pre, channels.start)
+    planar *= scale
+    planar += offset
+    return planar
+
+
+def prepare_background(
+    bg: np.ndarray,
+    scene_size: tuple[int, int],
+    pre: Preprocessing,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """The bg half of :func:`prepare_pair`: float32 (3, H, W) planes of an RGB uint8 bg.
+
+    A bg of another size than the scene (``scene_size`` = (height, width)) is resized to the
+    scene first, then to ``pre.size``, so it lines up with the scene pixel for pixel. The
+    result depends only on the bg and ``scene_size``: a fixed camera prepares it once.
+    """
+    bg = as_rgb(bg, "bg")
+    return _normalise(
+        resize_image(resize_image(bg, tuple(scene_size)), pre.size), pre, BG_CHANNELS, out
+    )
+
+
+def prepare_scene(
+    scene: np.ndarray, pre: Preprocessing, out: np.ndarray | None = None
+) -> np.ndarray:
+    """The scene half of :func:`prepare_pair`: float32 (3, H, W) planes of an RGB uint8 scene."""
+    scene = as_rgb(scene, "scene")
+    return _normalise(resize_image(scene, pre.size), pre, SCENE_CHANNELS, out)
+
+
 def prepare_pair(bg: np.ndarray, scene: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """Turn RGB uint8 bg and scene into the float32 (6, H, W) network input.
+    """Turn RGB uint8 bg and scene into the float32 (6, H, W) network input (bg first).
 
     A bg of another size than the scene is resized to the scene first, then both to ``pre.size``.
     """
-    bg, scene = as_rgb(bg, "bg"), as_rgb(scene, "scene")
-    bg = resize_image(resize_image(bg, scene.shape[:2]), pre.size)
-    scene = resize_image(scene, pre.size)
-    # Copy plane by plane, then scale in place: converting the interleaved HxWx6 view in one
-    # go reads with a 6-byte stride and is ~20x slower (4.7 ms -> 0.2 ms at 224), same values.
+    scene = as_rgb(scene, "scene")
     planar = np.empty((6, *pre.size), np.float32)
-    for channel, plane in enumerate(cv2.split(bg) + cv2.split(scene)):
-        planar[channel] = plane
-    scale, offset = _affine(pre)
-    planar *= scale
-    planar += offset
+    prepare_background(bg, scene.shape[:2], pre, planar[BG_CHANNELS])
+    prepare_scene(scene, pre, planar[SCENE_CHANNELS])
     return planar
 
 

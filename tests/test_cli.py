@@ -26,12 +26,6 @@ def test_help_lists_every_subcommand():
         assert verb in done.stdout
 
 
-@pytest.mark.parametrize("command", ["export", "predict", "bench"])
-def test_later_commands_say_not_implemented(command, capsys):
-    assert main([command, "--data", "x"]) == 2
-    assert "not implemented yet" in capsys.readouterr().err
-
-
 def test_bad_dataset_is_one_line_and_exit_2(tmp_path):
     (tmp_path / "bg").mkdir()
     done = _cli("data", "info", tmp_path)

@@ -18,14 +18,8 @@ FAST = ["--parity-count", "16", "--calib-count", "16"]
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    config = TrainConfig(
-        data="synth", size=32, epochs=1, batch=4, out=str(out), threads=2, workers=0,
-        synth_count=40, synth_per_background=10, samples=0, progress=False,
-    )  # fmt: skip
-    train(config)
-    return out / "best.pt"
+def checkpoint(tiny_checkpoint):
+    return tiny_checkpoint
 
 
 @pytest.fixture(scope="module")

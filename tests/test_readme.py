@@ -10,10 +10,34 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_python_api_example_runs(tmp_path):
     synthesize(tmp_path / "mine", 80, size=64, per_background=10, workers=1, progress=False)
-    example = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)[0]
+    example = _python_blocks()[1]
     assert '"data/mine"' in example
     scope: dict = {}
     exec(example.replace('"data/mine"', repr(str(tmp_path / "mine"))), scope)
     assert tuple(scope["batch"]["input"].shape) == (32, 6, 96, 96)
     assert tuple(scope["batch"]["mask"].shape) == (32, 1, 96, 96)
     assert len(scope["val_idx"]) == 10  # one of eight backgrounds, whole
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def test_predictor_example_runs(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    from maskdepth.export.pipeline import ExportOptions, export
+    from maskdepth.runtime.image import write_image
+    from maskdepth.train.data.synth import SynthSource
+
+    monkeypatch.chdir(tmp_path)
+    export(tiny_checkpoint, Path("models/model.onnx"), ExportOptions(parity_count=4))
+    sample = SynthSource(4, size=(48, 64), seed=3)[0]
+    write_image(Path("empty.jpg"), sample.bg)
+    for name in ("scene.jpg", "a.jpg", "b.jpg", "c.jpg"):
+        write_image(Path(name), sample.scene)
+    capsys.readouterr()
+    scope: dict = {}
+    exec(_python_blocks()[0], scope)
+    assert scope["mask"].shape == scope["depth"].shape == (48, 64)
+    assert scope["picture"].shape == (48, 64, 3) and scope["metres"].max() <= 20.0
+    printed = capsys.readouterr().out.split()
+    assert printed[-2:] == ["cpu", "CPUExecutionProvider"] and len(printed) == 5

@@ -1,8 +1,18 @@
-"""onnxruntime backend. Importing this module without onnxruntime gives a one-line error."""
+"""onnxruntime backend: CPU, CUDA and TensorRT execution providers behind the runner interface.
+
+onnxruntime falls back to the CPU without a word when a GPU provider is missing or fails to
+start (no CUDA/cuDNN libraries, the CPU-only wheel). This runner reads which providers the
+session really runs, sets ``device`` and ``provider`` from that, and warns loudly (a Python
+warning and one stderr line) when the device asked for is not the one running.
+
+Importing this module without onnxruntime gives a one-line error naming the extra.
+"""
 
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +21,11 @@ from ..errors import MaskDepthError, require
 from .base import Runner
 
 ort = require("onnxruntime", "cpu", "running ONNX models (maskdepth.runtime)")
+
+DEVICES = ("auto", "cpu", "cuda")
+CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
+GPU_PROVIDERS = (TENSORRT, CUDA)
+PRECISION_KEY = "maskdepth.precision"
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -21,31 +36,137 @@ _DTYPES = {
 }
 
 
+def default_cache_dir() -> Path:
+    """Where the TensorRT provider keeps engines and timing caches: $MASKDEPTH_CACHE, else
+    ~/.cache/maskdepth, then ``ort-tensorrt`` (onnxruntime names the files by model hash)."""
+    base = os.environ.get("MASKDEPTH_CACHE") or Path.home() / ".cache" / "maskdepth"
+    return Path(base) / "ort-tensorrt"
+
+
 class OnnxRuntimeRunner(Runner):
-    """An onnxruntime InferenceSession on the CPU (threads settable)."""
+    """An onnxruntime InferenceSession.
+
+    ``device``: "cpu", "cuda" (CUDA provider, CPU for the rest) or "auto" (a GPU provider when
+    this onnxruntime has one, else the CPU). ``tensorrt=True`` puts the TensorRT provider first
+    on the GPU, with its engine and timing caches in ``cache_dir``. ``io_binding``: None binds
+    inputs and outputs when a GPU provider runs (device-resident inputs from :meth:`to_device`
+    are then not copied again); True/False forces it.
+
+    After :meth:`activate`, ``device`` ("cpu" | "cuda") and ``provider`` name what really runs
+    and ``metadata`` holds the model's ``metadata_props``.
+    """
 
     name = "onnxruntime"
 
-    def __init__(self, model: str | os.PathLike | bytes, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        model: str | os.PathLike | bytes,
+        threads: int | None = None,
+        device: str = "cpu",
+        tensorrt: bool = False,
+        cache_dir: str | os.PathLike | None = None,
+        io_binding: bool | None = None,
+    ) -> None:
         super().__init__()
         if not isinstance(model, bytes) and not Path(model).is_file():
             raise FileNotFoundError(f"{model}: no such ONNX file")
+        if device not in DEVICES:
+            raise MaskDepthError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
+        if tensorrt and device == "cpu":
+            raise MaskDepthError(
+                "the TensorRT execution provider runs on a CUDA GPU: ask for device 'cuda' or "
+                "'auto', not 'cpu'"
+            )
+        if threads is not None and threads < 1:
+            raise MaskDepthError(f"threads: expected a number >= 1, got {threads}")
         self.model = model if isinstance(model, bytes) else str(model)
+        self.source = "model bytes" if isinstance(model, bytes) else str(model)
         self.threads = threads
+        self.requested_device = device
+        self.tensorrt = tensorrt
+        self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.io_binding = io_binding
         self.session = None
+        self.device: str | None = None
+        self.provider: str | None = None
+        self.metadata: dict[str, str] = {}
+        self._bind = False
+        self._output_names: list[str] = []
+
+    # ------------------------------------------------------------------ session
 
     def activate_impl(self) -> None:
+        wanted = self._wanted_gpu_providers()
+        available = set(ort.get_available_providers())
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
+        providers = [self._provider_entry(p) for p in wanted if p in available] + [CPU]
         try:
-            self.session = ort.InferenceSession(
-                self.model, options, providers=["CPUExecutionProvider"]
-            )
+            self.session = ort.InferenceSession(self.model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure
-            source = "model bytes" if isinstance(self.model, bytes) else self.model
             first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-            raise MaskDepthError(f"{source}: onnxruntime cannot load it: {first_line}") from exc
+            raise MaskDepthError(
+                f"{self.source}: onnxruntime cannot load it: {first_line}"
+            ) from exc
+        running = self.session.get_providers()
+        self.provider = running[0]
+        self.device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
+        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
+        self._output_names = [o.name for o in self.session.get_outputs()]
+        self._bind = self.device == "cuda" if self.io_binding is None else self.io_binding
+        self._warn_if_fallen_back(wanted, available, running)
+
+    def _wanted_gpu_providers(self) -> list[str]:
+        """GPU providers to ask for, best first. TensorRT when asked for; CUDA for "cuda", and
+        for "auto" only when this onnxruntime has it (a CPU-only build is no surprise there)."""
+        if self.requested_device == "cpu":
+            return []
+        has_cuda = CUDA in ort.get_available_providers()
+        cuda = [CUDA] if self.requested_device == "cuda" or has_cuda else []
+        return ([TENSORRT] if self.tensorrt else []) + cuda
+
+    def _provider_entry(self, provider: str) -> str | tuple[str, dict]:
+        if provider != TENSORRT:
+            return provider
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        precision = _precision_of(self.model)
+        return (
+            TENSORRT,
+            {
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(self.cache_dir),
+                "trt_timing_cache_enable": True,
+                "trt_timing_cache_path": str(self.cache_dir),
+                # Precision lives in the graph; the builder needs the matching flag to honour
+                # fp16 layers and Q/DQ pairs rather than run them in fp32.
+                "trt_fp16_enable": precision == "fp16",
+                "trt_int8_enable": precision == "int8",
+            },
+        )
+
+    def _warn_if_fallen_back(self, wanted: list[str], available: set, running: list[str]) -> None:
+        missing = [p for p in wanted if p not in running]
+        if not missing:
+            return
+        absent = [p for p in missing if p not in available]
+        if absent:
+            reason = (
+                f"this onnxruntime has no {', '.join(absent)} (it has "
+                f"{', '.join(sorted(available))}); pip install 'maskdepth[gpu]'"
+            )
+        elif missing == [TENSORRT]:
+            reason = "the TensorRT provider did not start (TensorRT libraries on the path?)"
+        else:
+            reason = "the provider failed to start (CUDA and cuDNN libraries on the path?)"
+        message = (
+            f"{self.source}: asked for device {self.requested_device!r} "
+            f"({', '.join(wanted)}) but onnxruntime runs it on {self.provider}: {reason}"
+        )
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+        print(f"maskdepth: WARNING: {message}", file=sys.stderr)
+
+    # ------------------------------------------------------------------ inference
 
     def get_input_metadata_impl(self) -> dict[str, tuple[np.dtype, tuple]]:
         return {
@@ -53,9 +174,40 @@ class OnnxRuntimeRunner(Runner):
             for i in self.session.get_inputs()
         }
 
-    def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        names = [o.name for o in self.session.get_outputs()]
-        return dict(zip(names, self.session.run(names, feed)))
+    def to_device(self, array: np.ndarray):
+        """``array`` where the session reads its inputs: an OrtValue in GPU memory when inputs
+        are bound on a GPU (upload once, reuse in many :meth:`infer` calls), else the array."""
+        self._check_active()
+        if self._bind and self.device == "cuda":
+            return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", 0)
+        return array
+
+    def infer_impl(self, feed: dict) -> dict[str, np.ndarray]:
+        if not self._bind:
+            return dict(zip(self._output_names, self.session.run(self._output_names, feed)))
+        binding = self.session.io_binding()  # one per call: the session is shared by threads
+        for name, value in feed.items():
+            if isinstance(value, ort.OrtValue):
+                binding.bind_ortvalue_input(name, value)
+            else:
+                binding.bind_cpu_input(name, np.ascontiguousarray(value))
+        for name in self._output_names:
+            binding.bind_output(name, self.device)
+        self.session.run_with_iobinding(binding)
+        return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
 
     def deactivate_impl(self) -> None:
         self.session = None
+
+
+def _precision_of(model: str | bytes) -> str:
+    """``maskdepth.precision`` of an ONNX model, read before the TensorRT provider's session
+    exists (its flags must be set first): a CPU session with graph optimisation off, which
+    loads the metadata without compiling anything."""
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    try:
+        session = ort.InferenceSession(model, options, providers=[CPU])
+    except Exception:  # the real session creation reports what is wrong with the file
+        return "fp32"
+    return session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, "fp32")

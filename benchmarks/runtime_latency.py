@@ -1,0 +1,455 @@
+"""How fast is the deployed runtime on this CPU? PyTorch eager fp32 against the Predictor on
+ONNX fp32 and INT8, the bare onnxruntime session, our pre/post-processing share, the import
+time of ``maskdepth.runtime``, the cold start, and the machine's fp32 floor for the model.
+
+    python -m maskdepth.benchmarks.runtime_latency --out runs/bench [--checkpoint ckpt.pt]
+
+Without a checkpoint a u2netp-md with seeded random weights is used (latency does not depend on
+the weights). Inputs are synthetic scenes at the model size (224x224 by default), so the
+Predictor resizes nothing. Every latency is per call after warm-up (``time.perf_counter``);
+a batch-8 call predicts 8 pairs. Writes ``runtime_latency.md`` and ``runtime_latency.json``.
+
+Targets (issue #5): ONNX fp32 Predictor <= 0.65x PyTorch eager; INT8 <= 0.5x ONNX fp32;
+pre/post-processing <= 10% of the Predictor's time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from maskdepth.runtime.image import write_bytes_atomic, write_image
+from maskdepth.runtime.model_info import ModelInfo
+from maskdepth.runtime.preprocess import Preprocessing, prepare_pair
+
+HALVES = {"bg": slice(0, 3), "scene": slice(3, 6)}
+TARGETS = {"fp32_vs_torch": 0.65, "int8_vs_fp32": 0.5, "prepost_share": 0.10}
+
+
+# ------------------------------------------------------------------------------ models
+
+
+def load_model(checkpoint: Path | None, size: int):
+    """(model in eval mode, ModelInfo): the checkpoint's, or a seeded random u2netp-md."""
+    import torch
+
+    from maskdepth.train.models import create_model
+
+    if checkpoint is None:
+        torch.manual_seed(0)
+        model = create_model("u2netp-md").eval()
+        return model, ModelInfo("u2netp-md", Preprocessing(size=(size, size)))
+    from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = load_checkpoint(checkpoint)
+    model, pre = model_from_checkpoint(ckpt)
+    pre = Preprocessing(size=(size, size), mean=pre.mean, std=pre.std)
+    return model, ModelInfo(ckpt["model"]["name"], pre)
+
+
+def export_models(model, info: ModelInfo, folder: Path, samples, int8_targets) -> dict:
+    """ONNX fp32 and one INT8 file per target; an INT8 that cannot be made is reported."""
+    from maskdepth.export.onnx_fp32 import export_graph, save_model
+
+    graph = export_graph(model, info, 17)
+    paths = {"fp32": save_model(graph, folder / "fp32.onnx")}
+    try:
+        from maskdepth.export.onnx_int8 import to_int8
+    except ImportError as exc:
+        return paths | {f"int8-{t}": f"not made: {exc}" for t in int8_targets}
+    for target in int8_targets:
+        feeds = (batch.feed for batch in samples.batches(1))
+        quantized = to_int8(graph, info, feeds, len(samples), "minmax", target=target)
+        paths[f"int8-{target}"] = save_model(quantized, folder / f"int8-{target}.onnx")
+    return paths
+
+
+def make_samples(info: ModelInfo, count: int):
+    """Synthetic scenes at the model size (uint8 pairs and calibration feeds), from seeds no
+    training run draws."""
+    from maskdepth.export.samples import held_out_samples
+
+    return held_out_samples({}, info.preprocessing, count)
+
+
+# ------------------------------------------------------------------------------ timing
+
+
+def time_calls(call: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        call()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float], batch: int, **fields) -> dict:
+    ms = np.asarray(times) * 1e3
+    return {
+        **fields,
+        "batch": batch,
+        "mean_ms": float(ms.mean()),
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p90_ms": float(np.percentile(ms, 90)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "images_per_s": float(batch / ms.mean() * 1e3),
+        "calls": len(times),
+    }
+
+
+def time_torch(model, feeds: dict, threads: int, warmup: int, repeats: int) -> list[dict]:
+    import torch
+
+    from maskdepth.train.models.u2net import InferenceModel
+
+    torch.set_num_threads(threads)
+    wrapped = InferenceModel(model).eval()
+    rows = []
+    for batch, feed in feeds.items():
+        bg, scene = (torch.from_numpy(feed[name]) for name in ("bg", "scene"))
+
+        def call(bg=bg, scene=scene):
+            with torch.inference_mode():
+                wrapped(bg, scene)
+
+        times = time_calls(call, warmup, repeats)
+        rows.append(summary(times, batch, runner="pytorch eager", precision="fp32", device="cpu"))
+    return rows
+
+
+def time_bare_session(path: Path, feeds: dict, threads: int, warmup: int, repeats: int):
+    """The onnxruntime session alone on prepared inputs: no pre/post, no Python around it."""
+    from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
+
+    rows = []
+    with OnnxRuntimeRunner(path, threads=threads) as runner:
+        session = runner.session
+        for batch, feed in feeds.items():
+            times = time_calls(lambda feed=feed: session.run(None, feed), warmup, repeats)
+            rows.append(summary(times, batch, runner="onnxruntime session", device=runner.device))
+    return rows
+
+
+def time_predictor(path: Path, pairs: list, batches, threads: int, warmup: int, repeats: int):
+    """The Predictor end to end on uint8 images; our share = call time minus the session's
+    own time (``last_inference_time``), i.e. pre-processing, post-processing and Python."""
+    from maskdepth.runtime.predictor import Predictor
+
+    rows = []
+    with Predictor(path, device="cpu", threads=threads) as predictor:
+        runner = predictor._runner
+        for batch in batches:
+            bgs, scenes = zip(*pairs[:batch])
+            overhead = []
+
+            def call(bgs=bgs, scenes=scenes, batch=batch, overhead=overhead):
+                start = time.perf_counter()
+                if batch == 1:
+                    predictor.predict(bgs[0], scenes[0])
+                else:
+                    list(predictor.predict_batch(list(bgs), list(scenes), batch_size=batch))
+                overhead.append(time.perf_counter() - start - runner.last_inference_time)
+
+            times = time_calls(call, warmup, repeats)
+            share = float(np.mean(overhead[warmup:]) / np.mean(times))
+            rows.append(
+                summary(
+                    times,
+                    batch,
+                    runner="Predictor",
+                    device=predictor.device,
+                    provider=predictor.provider,
+                    prepost_ms=float(np.mean(overhead[warmup:]) * 1e3),
+                    prepost_share=share,
+                )
+            )
+    return rows
+
+
+# ------------------------------------------------------------------------------ start-up
+
+
+def _fresh_python(code: str) -> tuple[dict, float]:
+    """Run ``code`` in a new interpreter; return what it printed as JSON and the process's wall
+    time (interpreter start-up included)."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=600, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1]), time.perf_counter() - start
+
+
+def import_times(repeats: int) -> dict:
+    code = textwrap.dedent(
+        """
+        import json, sys, time
+        t0 = time.perf_counter()
+        import maskdepth.runtime
+        t1 = time.perf_counter()
+        from maskdepth.runtime import Predictor
+        t2 = time.perf_counter()
+        import onnxruntime
+        t3 = time.perf_counter()
+        print(json.dumps({"runtime": t1 - t0, "predictor": t2 - t1, "onnxruntime": t3 - t2,
+                          "torch_loaded": "torch" in sys.modules}))
+        """
+    )
+    runs = [_fresh_python(code)[0] for _ in range(repeats)]
+    return {
+        "import_maskdepth_runtime_ms": statistics.median(r["runtime"] for r in runs) * 1e3,
+        "then_predictor_ms": statistics.median(r["predictor"] for r in runs) * 1e3,
+        "then_onnxruntime_ms": statistics.median(r["onnxruntime"] for r in runs) * 1e3,
+        "torch_loaded": any(r["torch_loaded"] for r in runs),
+    }
+
+
+def cold_start(path: Path, bg_path: Path, scene_path: Path, threads: int, repeats: int) -> dict:
+    """import + load + first prediction (from image files) in a fresh process."""
+    code = textwrap.dedent(
+        f"""
+        import json, time
+        t0 = time.perf_counter()
+        from maskdepth.runtime import Predictor
+        t1 = time.perf_counter()
+        p = Predictor({str(path)!r}, device="cpu", threads={threads})
+        t2 = time.perf_counter()
+        p.predict({str(bg_path)!r}, {str(scene_path)!r})
+        t3 = time.perf_counter()
+        print(json.dumps({{"import": t1 - t0, "load": t2 - t1, "first": t3 - t2}}))
+        """
+    )
+    runs = [_fresh_python(code) for _ in range(repeats)]
+    median = lambda key: statistics.median(r[0][key] for r in runs) * 1e3  # noqa: E731
+    return {
+        "import_ms": median("import"),
+        "load_ms": median("load"),
+        "first_prediction_ms": median("first"),
+        "in_process_ms": statistics.median(sum(r[0].values()) for r in runs) * 1e3,
+        "process_wall_ms": statistics.median(r[1] for r in runs) * 1e3,
+    }
+
+
+# ------------------------------------------------------------------------------ floor
+
+
+def model_flops(model, size: int) -> float:
+    """FLOPs (2 per multiply-add) of one forward pass at size x size, by PyTorch's counter."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from maskdepth.train.models.u2net import InferenceModel
+
+    x = torch.zeros(1, 3, size, size)
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        InferenceModel(model)(x, x)
+    return float(counter.get_total_flops())
+
+
+def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> dict:
+    """Best measured fp32 matrix-multiply rate of numpy (BLAS) and PyTorch on this CPU."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    rates = {}
+    for name, call in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
+        best = min(time_calls(call, 1, repeats))
+        rates[name] = 2 * n**3 / best / 1e9
+    return rates
+
+
+# ------------------------------------------------------------------------------ run
+
+
+def run(args: argparse.Namespace) -> dict:
+    info_before = machine()  # with the load average: other work on the machine skews timings
+    model, info = load_model(args.checkpoint, args.size)
+    samples = make_samples(info, max(args.calib, max(args.batches)))
+    pairs = [(s.bg, s.scene) for s in samples.samples]
+    feeds = {}
+    for batch in args.batches:
+        x = np.stack([prepare_pair(bg, scene, info.preprocessing) for bg, scene in pairs[:batch]])
+        feeds[batch] = {name: np.ascontiguousarray(x[:, part]) for name, part in HALVES.items()}
+    timing = (args.threads, args.warmup, args.repeats)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        calibration = samples.subset(0, args.calib, "calibration")
+        files = export_models(model, info, folder, calibration, args.int8)
+        write_image(folder / "bg.png", pairs[0][0])
+        write_image(folder / "scene.png", pairs[0][1])
+        rows = time_torch(model, feeds, *timing)
+        for name, path in files.items():
+            precision = name.split("-")[0]
+            if not isinstance(path, Path):
+                rows.append({"runner": "Predictor", "precision": name, "error": path})
+                continue
+            for row in time_bare_session(path, feeds, *timing) + time_predictor(
+                path, pairs, args.batches, *timing
+            ):
+                rows.append({**row, "precision": precision, "model": name})
+        start = {
+            **import_times(args.startup_repeats),
+            "cold_start": cold_start(
+                files["fp32"], folder / "bg.png", folder / "scene.png", args.threads,
+                args.startup_repeats,
+            ),
+        }  # fmt: skip
+        sizes = {name: p.stat().st_size for name, p in files.items() if isinstance(p, Path)}
+    flops = model_flops(model, args.size)
+    gemm = sgemm_gflops(args.threads)
+    floor_ms = flops / max(gemm.values()) / 1e9 * 1e3
+    return {
+        "machine": {**info_before, "load_after": os.getloadavg()},
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "model": {"name": info.model, "size": list(info.size), "file_bytes": sizes},
+        "rows": rows,
+        "startup": start,
+        "floor": {"gflop": flops / 1e9, "sgemm_gflops": gemm, "fp32_floor_ms": floor_ms},
+        "ratios": ratios(rows, floor_ms, args.batches),
+        "targets": TARGETS,
+    }
+
+
+def _find(rows: list[dict], runner: str, model: str | None, batch: int) -> dict | None:
+    for row in rows:
+        same = row.get("runner") == runner and row.get("batch") == batch
+        if same and (model is None or row.get("model") == model):
+            return row
+    return None
+
+
+def ratios(rows: list[dict], floor_ms: float, batches) -> dict:
+    """Per batch: the targets' ratios and how far the session is from the fp32 floor."""
+    out = {}
+    for batch in batches:
+        torch_row = _find(rows, "pytorch eager", None, batch)
+        fp32 = _find(rows, "Predictor", "fp32", batch)
+        bare = _find(rows, "onnxruntime session", "fp32", batch)
+        entry = {}
+        if torch_row and fp32:
+            entry["fp32_vs_torch"] = fp32["mean_ms"] / torch_row["mean_ms"]
+            entry["prepost_share"] = fp32["prepost_share"]
+        if bare:
+            entry["fp32_session_vs_floor"] = bare["mean_ms"] / (floor_ms * batch)
+        for row in rows:
+            int8 = row.get("runner") == "Predictor" and row.get("model", "").startswith("int8")
+            if int8 and row.get("batch") == batch and fp32:
+                entry[f"{row['model']}_vs_fp32"] = row["mean_ms"] / fp32["mean_ms"]
+        out[str(batch)] = entry
+    return out
+
+
+# ------------------------------------------------------------------------------ report
+
+
+def machine() -> dict:
+    import onnxruntime
+
+    from maskdepth.benchmarks.data_throughput import machine as base
+
+    return {**base(), "onnxruntime": onnxruntime.__version__, "load_before": os.getloadavg()}
+
+
+def markdown(report: dict) -> str:
+    info = report["machine"]
+    model = report["model"]
+    lines = [
+        f"Machine: {info['cpu']}, {info['cores']} cores; onnxruntime {info['onnxruntime']}, "
+        f"torch {info['torch']}, python {info['python']}; threads {report['settings']['threads']}",
+        f"Model: {model['name']} at {model['size'][0]}x{model['size'][1]}; load average (1, 5, "
+        f"15 min) before: {', '.join(f'{v:.2f}' for v in info['load_before'])}, after: "
+        f"{', '.join(f'{v:.2f}' for v in info['load_after'])}",
+        "",
+        "| runner | model | batch | mean ms | p50 | p90 | p99 | images/s | pre/post ms (share) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        if row.get("error"):
+            lines.append(f"| {row['runner']} | {row['precision']} | | not run: {row['error']} |")
+            continue
+        share = (
+            f"{row['prepost_ms']:.2f} ({row['prepost_share']:.1%})" if "prepost_ms" in row else ""
+        )
+        lines.append(
+            f"| {row['runner']} | {row.get('model', row['precision'])} | {row['batch']} | "
+            f"{row['mean_ms']:.1f} | {row['p50_ms']:.1f} | {row['p90_ms']:.1f} | "
+            f"{row['p99_ms']:.1f} | {row['images_per_s']:.1f} | {share} |"
+        )
+    floor = report["floor"]
+    gemm = ", ".join(f"{k} {v:.1f}" for k, v in floor["sgemm_gflops"].items())
+    lines += [
+        "",
+        f"fp32 floor: {floor['gflop']:.2f} GFLOP per image / best sgemm ({gemm} GFLOP/s) = "
+        f"{floor['fp32_floor_ms']:.1f} ms per image",
+        "",
+        "| batch | ratio | value | target |",
+        "|---:|---|---:|---:|",
+    ]
+    for batch, entry in report["ratios"].items():
+        for name, value in entry.items():
+            target = TARGETS.get(name) or (TARGETS["int8_vs_fp32"] if "int8" in name else None)
+            verdict = "" if target is None else (" ok" if value <= target else " MISSED")
+            mark = "" if target is None else f"<= {target}{verdict}"
+            lines.append(f"| {batch} | {name} | {value:.3f} | {mark} |")
+    start = report["startup"]
+    cold = start["cold_start"]
+    lines += [
+        "",
+        f"import maskdepth.runtime: {start['import_maskdepth_runtime_ms']:.0f} ms (torch loaded: "
+        f"{start['torch_loaded']}); then Predictor {start['then_predictor_ms']:.0f} ms; "
+        f"then onnxruntime {start['then_onnxruntime_ms']:.0f} ms",
+        f"cold start (fresh process, fp32): import {cold['import_ms']:.0f} ms + load "
+        f"{cold['load_ms']:.0f} ms + first prediction {cold['first_prediction_ms']:.0f} ms = "
+        f"{cold['in_process_ms']:.0f} ms; whole process {cold['process_wall_ms']:.0f} ms",
+    ]
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder for the .md and .json")
+    parser.add_argument("--checkpoint", type=Path, help="default: random-weight u2netp-md")
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="for every runner")
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=10, help="timed calls per row")
+    parser.add_argument("--calib", type=int, default=16, help="INT8 calibration scenes")
+    parser.add_argument(
+        "--int8", nargs="*", default=["cpu", "tensorrt"], help="INT8 targets (export's)"
+    )
+    parser.add_argument("--startup-repeats", type=int, default=3)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    report = run(args)
+    text = markdown(report)
+    print(text)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(args.out / "runtime_latency.md", (text + "\n").encode())
+    write_bytes_atomic(
+        args.out / "runtime_latency.json", (json.dumps(report, indent=2) + "\n").encode()
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

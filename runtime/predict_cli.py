@@ -1,0 +1,258 @@
+"""The work of ``maskdepth predict``: a model on one image, a folder of images or a video.
+
+Images go to ``OUT/<kind>/<name>.png`` for each kind asked for (``mask``: 0/255 at the
+threshold, or 8-bit probabilities with no threshold; ``depth``: 16-bit [0, 1]; ``overlay`` and
+``colormap``: RGB pictures). A video gives ``OUT/<name>.mp4``: overlay | depth colour map side
+by side. Every file is written under a temporary name and renamed, so an interrupted run leaves
+no broken file. No torch here: this runs where the runtime is installed alone.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from .errors import MaskDepthError
+from .image import IMAGE_SUFFIXES, from_unit, write_image
+from .predictor import Prediction, Predictor
+from .visualize import mask_overlay
+
+KINDS = ("mask", "depth", "overlay", "colormap")
+DEFAULT_SAVE = "mask,depth,overlay"
+VIDEO_FOURCC = "mp4v"
+
+
+def parse_save(text: str | None) -> tuple[str, ...]:
+    """``"mask,depth"`` -> ("mask", "depth"); an unknown kind is one clear error."""
+    kinds = tuple(dict.fromkeys(k.strip() for k in (text or "").split(",") if k.strip()))
+    unknown = [k for k in kinds if k not in KINDS]
+    if unknown:
+        raise MaskDepthError(
+            f"--save {text}: unknown {', '.join(unknown)}; expected some of {', '.join(KINDS)}"
+        )
+    return kinds
+
+
+def check_threshold(threshold: float | None) -> float | None:
+    if threshold is not None and not 0.0 <= threshold <= 1.0:
+        raise MaskDepthError(f"--threshold {threshold}: expected a value in [0, 1]")
+    return threshold
+
+
+def run_predict(
+    model: str | os.PathLike,
+    bg: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    scene: str | os.PathLike | None = None,
+    scenes: str | os.PathLike | None = None,
+    video: str | os.PathLike | None = None,
+    save: str | None = None,
+    batch: int = 8,
+    threshold: float | None = 0.5,
+    device: str = "auto",
+    threads: int | None = None,
+    backend: str | None = None,
+    progress: bool = True,
+) -> dict:
+    """Run ``model`` on one scene, a folder or a video against the background ``bg``; return a
+    summary (count, seconds, device, provider, written paths for a video)."""
+    if sum(x is not None for x in (scene, scenes, video)) != 1:
+        raise MaskDepthError("give exactly one of --scene IMG, --scenes DIR or --video FILE")
+    kinds = parse_save(save if save is not None else ("" if video else DEFAULT_SAVE))
+    threshold = check_threshold(threshold)
+    out = Path(out)
+    with Predictor(model, device=device, threads=threads, backend=backend) as predictor:
+        predictor.set_background(bg)
+        start = time.perf_counter()
+        if video is not None:
+            written = _predict_video(predictor, Path(video), out, kinds, batch, threshold, progress)
+            count = written.pop("frames")
+        else:
+            paths = [Path(scene)] if scene is not None else list_images(Path(scenes), exclude=bg)
+            count = _predict_images(predictor, paths, out, kinds, batch, threshold, progress)
+            written = {}
+    seconds = time.perf_counter() - start
+    return {
+        "count": count,
+        "seconds": seconds,
+        "per_s": count / seconds if seconds > 0 else float("inf"),
+        "device": predictor.device,
+        "provider": predictor.provider,
+        "out": str(out),
+        **written,
+    }
+
+
+# ------------------------------------------------------------------------------ images
+
+
+def list_images(folder: Path, exclude: str | os.PathLike | None = None) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name, without ``exclude`` (the bg
+    may sit in the same folder)."""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
+    skip = Path(exclude).resolve() if exclude is not None else None
+    paths = sorted(
+        p
+        for p in folder.iterdir()
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and p.resolve() != skip
+    )
+    if not paths:
+        raise MaskDepthError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """One output name per input: its stem, or its full name where two stems collide."""
+    stems = [p.stem for p in paths]
+    return [p.stem if stems.count(p.stem) == 1 else p.name for p in paths]
+
+
+def _predict_images(
+    predictor: Predictor,
+    paths: list[Path],
+    out: Path,
+    kinds: tuple[str, ...],
+    batch: int,
+    threshold: float | None,
+    progress: bool,
+) -> int:
+    for kind in kinds:
+        (out / kind).mkdir(parents=True, exist_ok=True)
+    results = predictor.predict_batch(paths, batch_size=batch)
+    bar = tqdm(total=len(paths), unit="scene", desc="predict", disable=not progress)
+    with bar:
+        for name, result in zip(output_names(paths), results):
+            save_prediction(result, out, name, kinds, threshold)
+            bar.update()
+    return len(paths)
+
+
+def mask_image(result: Prediction, threshold: float | None) -> np.ndarray:
+    """uint8 mask picture: 0/255 at ``threshold``, or 8-bit probabilities when None."""
+    if threshold is None:
+        return from_unit(result.mask)
+    return result.binary(threshold).astype(np.uint8) * np.uint8(255)
+
+
+def overlay_image(result: Prediction, threshold: float | None) -> np.ndarray:
+    mask = result.mask if threshold is None else result.binary(threshold).astype(np.float32)
+    return mask_overlay(result.scene, mask)
+
+
+def save_prediction(
+    result: Prediction, out: Path, name: str, kinds: tuple[str, ...], threshold: float | None
+) -> None:
+    """Write the asked-for pictures of one result as ``out/<kind>/<name>.png`` (atomically)."""
+    pictures = {
+        "mask": lambda: mask_image(result, threshold),
+        "depth": lambda: from_unit(result.depth, 16),
+        "overlay": lambda: overlay_image(result, threshold),
+        "colormap": result.depth_colormap,
+    }
+    for kind in kinds:
+        write_image(out / kind / f"{name}.png", pictures[kind]())
+
+
+# ------------------------------------------------------------------------------ video
+
+
+def read_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """RGB frames until the video ends."""
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            return
+        yield cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+
+
+def open_video(path: Path) -> cv2.VideoCapture:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such video file")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise MaskDepthError(f"{path}: OpenCV cannot read this video")
+    return capture
+
+
+def side_by_side(result: Prediction, threshold: float | None) -> np.ndarray:
+    """One output frame: overlay | depth colour map."""
+    return np.concatenate([overlay_image(result, threshold), result.depth_colormap()], axis=1)
+
+
+def _predict_video(
+    predictor: Predictor,
+    path: Path,
+    out: Path,
+    kinds: tuple[str, ...],
+    batch: int,
+    threshold: float | None,
+    progress: bool,
+) -> dict:
+    capture = open_video(path)
+    try:
+        fps = capture.get(cv2.CAP_PROP_FPS) or 25.0
+        total = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        out.mkdir(parents=True, exist_ok=True)
+        for kind in kinds:
+            (out / kind).mkdir(parents=True, exist_ok=True)
+        target = out / f"{path.stem}.mp4"
+        results = predictor.predict_batch(read_frames(capture), batch_size=batch)
+        bar = tqdm(total=total, unit="frame", desc="predict", disable=not progress)
+        with bar:
+            frames = write_video(
+                target, _frames(results, path.stem, out, kinds, threshold, bar), fps
+            )
+    finally:
+        capture.release()
+    if frames == 0:
+        raise MaskDepthError(f"{path}: no frames could be read")
+    return {"frames": frames, "video": str(target)}
+
+
+def _frames(
+    results: Iterable[Prediction],
+    stem: str,
+    out: Path,
+    kinds: tuple[str, ...],
+    threshold: float | None,
+    bar: tqdm,
+) -> Iterator[np.ndarray]:
+    for index, result in enumerate(results, 1):
+        if kinds:
+            save_prediction(result, out, f"{stem}_{index:06d}", kinds, threshold)
+        bar.update()
+        yield side_by_side(result, threshold)
+
+
+def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
+    """Write RGB frames as an mp4 under a temporary name, then rename; returns the count.
+    Nothing is left behind when it fails or is interrupted, or when there are no frames."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.part{path.suffix}")
+    writer, count = None, 0
+    try:
+        for frame in frames:
+            if writer is None:
+                height, width = frame.shape[:2]
+                fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
+                writer = cv2.VideoWriter(str(tmp), fourcc, float(fps), (width, height))
+                if not writer.isOpened():
+                    raise MaskDepthError(f"{path}: OpenCV cannot write an {VIDEO_FOURCC} video")
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+            count += 1
+        if writer is not None:
+            writer.release()
+            writer = None
+            os.replace(tmp, path)
+    finally:
+        if writer is not None:
+            writer.release()
+        tmp.unlink(missing_ok=True)
+    return count

@@ -1,0 +1,78 @@
+"""`maskdepth bench`: one row per model x backend x batch plus the PyTorch reference, files
+people read, and a broken model that fails its own rows only."""
+
+import json
+
+import pytest
+
+from maskdepth.cli import main
+from maskdepth.export.pipeline import ExportOptions, export
+from maskdepth.runtime.image import read_image
+
+pytest.importorskip("onnxruntime")
+COLUMNS = ["model", "format", "precision", "backend", "provider", "device", "MB", "batch",
+           "mean ms", "p50", "p90", "p99", "images/s", "IoU", "dIoU", "RMSE", "dRMSE",
+           "max abs diff", "status"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def models(tiny_checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("models")
+    fp32, int8 = out / "m.fp32.onnx", out / "m.int8.onnx"
+    fast = dict(parity_count=16, calib_count=16)
+    export(tiny_checkpoint, fp32, ExportOptions(format="onnx", **fast))
+    export(tiny_checkpoint, int8, ExportOptions(format="onnx-int8", tolerance={"*": 1}, **fast))
+    broken = out / "broken.onnx"
+    broken.write_bytes(b"not a model")
+    return fp32, int8, broken
+
+
+def test_bench_rows_files_and_a_broken_model(models, tiny_checkpoint, tmp_path, capsys):
+    fp32, int8, broken = models
+    out = tmp_path / "bench"
+    args = ["bench", str(fp32), str(int8), str(broken), "--reference", str(tiny_checkpoint),
+            "--out", str(out), "--batch", "1,4", "--count", "12", "--iters", "4",
+            "--warmup", "1"]  # fmt: skip
+    assert main(args) == 1  # the broken file fails, the others still run
+    printed = capsys.readouterr().out
+    assert "| model | format |" in printed
+    report = json.loads((out / "bench.json").read_text())
+    rows = report["rows"]
+    assert [(r["format"], r["batch"]) for r in rows] == [
+        ("pytorch", 1), ("pytorch", 4), ("onnx", 1), ("onnx", 4), ("onnx", 1), ("onnx", 4),
+        ("onnx", 1), ("onnx", 4),
+    ]  # fmt: skip
+    reference, fp32_rows, int8_rows, broken_rows = rows[:2], rows[2:4], rows[4:6], rows[6:]
+    assert all(r["status"] == "reference" and r["d_iou"] == 0 for r in reference)
+    for row in fp32_rows:
+        assert row["status"] == "ok" and row["provider"] == "CPUExecutionProvider"
+        assert row["max_abs"] <= 1e-4 and row["iou"] == pytest.approx(reference[0]["iou"])
+        assert len(row["latency_ms"]) == 4 and row["latency"]["p50"] > 0
+        assert row["latency"]["images_per_s"] == pytest.approx(
+            1000 * row["batch"] / row["latency"]["mean"]
+        )
+    assert all(r["precision"] == "int8" and r["max_abs"] > 1e-4 for r in int8_rows)
+    assert all(r["status"].startswith("failed:") and "broken.onnx" in r["status"]
+               for r in broken_rows)  # fmt: skip
+    assert report["machine"]["cores"] >= 1 and "onnxruntime" in report["machine"]["versions"]
+    header = (out / "bench.md").read_text().splitlines()[2]
+    assert [c.strip() for c in header.strip("|").split("|")] == COLUMNS
+    picture = read_image(out / "bench.png")
+    assert picture.shape[0] > 300 and picture.shape[1] > 500
+
+
+def test_bench_without_reference_scores_against_ground_truth(models, tmp_path):
+    out = tmp_path / "bench"
+    args = ["bench", str(models[0]), "--out", str(out), "--batch", "2", "--count", "8",
+            "--iters", "2"]  # fmt: skip
+    assert main(args) == 0
+    (row,) = json.loads((out / "bench.json").read_text())["rows"]
+    assert row["status"] == "ok" and 0 <= row["iou"] <= 1 and row["d_iou"] is None
+
+
+def test_bench_bad_input_is_one_line(tmp_path, capsys):
+    assert main(["bench", str(tmp_path / "missing.onnx"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "missing.onnx" in err and len(err.splitlines()) == 1
+    with pytest.raises(SystemExit):
+        main(["bench", "m.onnx", "--out", str(tmp_path), "--batch", "0,x"])
