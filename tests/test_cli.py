@@ -155,7 +155,12 @@ def test_ctrl_c_stops_cleanly_and_marks_the_dataset_incomplete(tmp_path, verb):
         args = ["--count", "5000", "--size", "64"]
     cmd = [sys.executable, "-m", "maskdepth", "data", verb, *map(str, args), "--out", str(out)]
     process = subprocess.Popen(
-        [*cmd, "--workers", "2"], stderr=subprocess.PIPE, text=True, start_new_session=True
+        [*cmd, "--workers", "2"],
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        # A shell's background job inherits SIGINT ignored; Ctrl-C is what is tested here.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not list(out.glob("fg_bg/*/*")):
