@@ -287,16 +287,9 @@ def machine() -> dict:
     import importlib.metadata as metadata
     import os
 
+    from maskdepth.benchmarks.data_throughput import cpu_name
     from maskdepth.runtime.runners.cuda import gpu_info
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     gpu = gpu_info()
     versions = {}
     for package in (
@@ -313,7 +306,7 @@ def machine() -> dict:
         with contextlib.suppress(metadata.PackageNotFoundError):
             versions[package] = metadata.version(package)
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0)),
         "gpu": f"{gpu.name} (compute capability {gpu.cc})" if gpu else "none",
         "python": platform.python_version(),

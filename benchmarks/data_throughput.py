@@ -194,19 +194,22 @@ def time_index(root: Path, scenes: int) -> list[dict]:
 # ------------------------------------------------------------------------------ report
 
 
-def machine() -> dict:
-    import torch
-
-    cpu = platform.processor() or platform.machine()
+def cpu_name() -> str:
+    """The CPU's model name (Linux), or what the platform module knows."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return platform.processor() or platform.machine()
+
+
+def machine() -> dict:
+    import torch
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_name(),
         "cores": default_workers(),
         "python": platform.python_version(),
         "torch": torch.__version__,

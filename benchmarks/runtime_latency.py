@@ -25,12 +25,14 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from maskdepth.runtime.image import write_bytes_atomic, write_image
 from maskdepth.runtime.model_info import ModelInfo
+from maskdepth.runtime.predictor import Predictor
 from maskdepth.runtime.preprocess import Preprocessing, prepare_pair
 
 HALVES = {"bg": slice(0, 3), "scene": slice(3, 6)}
@@ -86,39 +88,60 @@ def make_samples(info: ModelInfo, count: int):
 # ------------------------------------------------------------------------------ timing
 
 
-def time_calls(call: Callable[[], object], warmup: int, repeats: int) -> list[float]:
-    for _ in range(warmup):
-        call()
-    times = []
+@dataclass
+class Case:
+    """One row of the table: a call that runs ``batch`` images, and what it is."""
+
+    call: Callable[[], object]
+    batch: int
+    fields: dict
+    times: list[float] = field(default_factory=list)
+    overhead: list[float] = field(default_factory=list)  # Predictor: time outside the session
+
+
+def time_interleaved(cases: list[Case], warmup: int, repeats: int, settle: float = 0.05):
+    """Warm every case up, then time them in rounds, one call of each per round: load from
+    other work on the machine then falls on every runner alike, and the ratios stay fair.
+    ``settle`` seconds between calls let the last runner's spinning threads (onnxruntime's
+    pool, OpenMP) go idle before the next one starts."""
+    for case in cases:
+        for _ in range(warmup):
+            case.call()
+        case.overhead.clear()
     for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
+        for case in cases:
+            time.sleep(settle)
+            start = time.perf_counter()
+            case.call()
+            case.times.append(time.perf_counter() - start)
 
 
-def summary(times: list[float], batch: int, **fields) -> dict:
-    ms = np.asarray(times) * 1e3
-    return {
-        **fields,
-        "batch": batch,
+def summary(case: Case) -> dict:
+    ms = np.asarray(case.times) * 1e3
+    row = {
+        **case.fields,
+        "batch": case.batch,
         "mean_ms": float(ms.mean()),
         "p50_ms": float(np.percentile(ms, 50)),
         "p90_ms": float(np.percentile(ms, 90)),
         "p99_ms": float(np.percentile(ms, 99)),
-        "images_per_s": float(batch / ms.mean() * 1e3),
-        "calls": len(times),
+        "images_per_s": float(case.batch / ms.mean() * 1e3),
+        "calls": len(ms),
     }
+    if case.overhead:
+        row["prepost_ms"] = float(np.mean(case.overhead) * 1e3)
+        row["prepost_share"] = float(np.mean(case.overhead) / np.mean(case.times))
+    return row
 
 
-def time_torch(model, feeds: dict, threads: int, warmup: int, repeats: int) -> list[dict]:
+def torch_cases(model, feeds: dict, threads: int) -> list[Case]:
     import torch
 
     from maskdepth.train.models.u2net import InferenceModel
 
     torch.set_num_threads(threads)
     wrapped = InferenceModel(model).eval()
-    rows = []
+    cases = []
     for batch, feed in feeds.items():
         bg, scene = (torch.from_numpy(feed[name]) for name in ("bg", "scene"))
 
@@ -126,58 +149,36 @@ def time_torch(model, feeds: dict, threads: int, warmup: int, repeats: int) -> l
             with torch.inference_mode():
                 wrapped(bg, scene)
 
-        times = time_calls(call, warmup, repeats)
-        rows.append(summary(times, batch, runner="pytorch eager", precision="fp32", device="cpu"))
-    return rows
+        fields = {"runner": "pytorch eager", "precision": "fp32", "device": "cpu"}
+        cases.append(Case(call, batch, fields))
+    return cases
 
 
-def time_bare_session(path: Path, feeds: dict, threads: int, warmup: int, repeats: int):
-    """The onnxruntime session alone on prepared inputs: no pre/post, no Python around it."""
-    from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
+def onnx_cases(predictor, name: str, feeds: dict, pairs: list) -> list[Case]:
+    """Per batch: the Predictor's own onnxruntime session alone on prepared inputs (no
+    pre/post, no Python around it), then the Predictor end to end on uint8 images. Our share
+    is a Predictor call's time minus its session's (``last_inference_time``)."""
+    runner = predictor._runner
+    fields = {"precision": name.split("-")[0], "model": name, "device": predictor.device}
+    bare, full = [], []
+    for batch, feed in feeds.items():
+        run = runner.session.run
+        bare.append(Case(lambda run=run, feed=feed: run(None, feed), batch,
+                         {**fields, "runner": "onnxruntime session"}))  # fmt: skip
+        bgs, scenes = (list(half) for half in zip(*pairs[:batch]))
+        case = Case(None, batch, {**fields, "runner": "Predictor", "provider": predictor.provider})
 
-    rows = []
-    with OnnxRuntimeRunner(path, threads=threads) as runner:
-        session = runner.session
-        for batch, feed in feeds.items():
-            times = time_calls(lambda feed=feed: session.run(None, feed), warmup, repeats)
-            rows.append(summary(times, batch, runner="onnxruntime session", device=runner.device))
-    return rows
+        def call(bgs=bgs, scenes=scenes, batch=batch, case=case):
+            start = time.perf_counter()
+            if batch == 1:
+                predictor.predict(bgs[0], scenes[0])
+            else:
+                list(predictor.predict_batch(bgs, scenes, batch_size=batch))
+            case.overhead.append(time.perf_counter() - start - runner.last_inference_time)
 
-
-def time_predictor(path: Path, pairs: list, batches, threads: int, warmup: int, repeats: int):
-    """The Predictor end to end on uint8 images; our share = call time minus the session's
-    own time (``last_inference_time``), i.e. pre-processing, post-processing and Python."""
-    from maskdepth.runtime.predictor import Predictor
-
-    rows = []
-    with Predictor(path, device="cpu", threads=threads) as predictor:
-        runner = predictor._runner
-        for batch in batches:
-            bgs, scenes = zip(*pairs[:batch])
-            overhead = []
-
-            def call(bgs=bgs, scenes=scenes, batch=batch, overhead=overhead):
-                start = time.perf_counter()
-                if batch == 1:
-                    predictor.predict(bgs[0], scenes[0])
-                else:
-                    list(predictor.predict_batch(list(bgs), list(scenes), batch_size=batch))
-                overhead.append(time.perf_counter() - start - runner.last_inference_time)
-
-            times = time_calls(call, warmup, repeats)
-            share = float(np.mean(overhead[warmup:]) / np.mean(times))
-            rows.append(
-                summary(
-                    times,
-                    batch,
-                    runner="Predictor",
-                    device=predictor.device,
-                    provider=predictor.provider,
-                    prepost_ms=float(np.mean(overhead[warmup:]) * 1e3),
-                    prepost_share=share,
-                )
-            )
-    return rows
+        case.call = call
+        full.append(case)
+    return bare + full
 
 
 # ------------------------------------------------------------------------------ start-up
@@ -269,7 +270,12 @@ def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> dict:
     ta, tb = torch.from_numpy(a), torch.from_numpy(b)
     rates = {}
     for name, call in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
-        best = min(time_calls(call, 1, repeats))
+        call()  # warm-up
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            call()
+            best = min(best, time.perf_counter() - start)
         rates[name] = 2 * n**3 / best / 1e9
     return rates
 
@@ -286,23 +292,29 @@ def run(args: argparse.Namespace) -> dict:
     for batch in args.batches:
         x = np.stack([prepare_pair(bg, scene, info.preprocessing) for bg, scene in pairs[:batch]])
         feeds[batch] = {name: np.ascontiguousarray(x[:, part]) for name, part in HALVES.items()}
-    timing = (args.threads, args.warmup, args.repeats)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         calibration = samples.subset(0, args.calib, "calibration")
         files = export_models(model, info, folder, calibration, args.int8)
         write_image(folder / "bg.png", pairs[0][0])
         write_image(folder / "scene.png", pairs[0][1])
-        rows = time_torch(model, feeds, *timing)
-        for name, path in files.items():
-            precision = name.split("-")[0]
-            if not isinstance(path, Path):
-                rows.append({"runner": "Predictor", "precision": name, "error": path})
-                continue
-            for row in time_bare_session(path, feeds, *timing) + time_predictor(
-                path, pairs, args.batches, *timing
-            ):
-                rows.append({**row, "precision": precision, "model": name})
+        rows = [
+            {"runner": "Predictor", "precision": name, "error": path}
+            for name, path in files.items()
+            if not isinstance(path, Path)
+        ]
+        predictors = [
+            (name, Predictor(path, device="cpu", threads=args.threads))
+            for name, path in files.items()
+            if isinstance(path, Path)
+        ]
+        cases = torch_cases(model, feeds, args.threads)
+        for name, predictor in predictors:
+            cases += onnx_cases(predictor, name, feeds, pairs)
+        time_interleaved(cases, args.warmup, args.repeats)
+        rows = [summary(case) for case in cases] + rows
+        for _, predictor in predictors:
+            predictor.close()
         start = {
             **import_times(args.startup_repeats),
             "cold_start": cold_start(
