@@ -294,7 +294,7 @@ def run(args: argparse.Namespace) -> dict:
         feeds[batch] = {name: np.ascontiguousarray(x[:, part]) for name, part in HALVES.items()}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        calibration = samples.subset(0, args.calib, "calibration")
+        calibration = samples.subset(0, args.calib)
         files = export_models(model, info, folder, calibration, args.int8)
         write_image(folder / "bg.png", pairs[0][0])
         write_image(folder / "scene.png", pairs[0][1])

@@ -224,11 +224,7 @@ def _samples(
     small for both, calibration reuses the parity samples, and says so."""
     wanted = options.parity_count + (options.calib_count if calibrating else 0)
     pool = held_out_samples(ckpt, info.preprocessing, wanted, options.data)
-    parity = pool.subset(
-        0,
-        options.parity_count,
-        f"{min(len(pool), options.parity_count)} {pool.description.split(' ', 1)[1]}",
-    )
+    parity = pool.subset(0, options.parity_count)
     if len(parity) < MIN_PARITY_SAMPLES:
         print(
             f"warning: only {len(parity)} held-out samples for the parity check "
@@ -236,7 +232,7 @@ def _samples(
         )
     if not calibrating:
         return parity, None
-    calibration = pool.subset(options.parity_count, wanted, "calibration")
+    calibration = pool.subset(options.parity_count, wanted)
     if not len(calibration):
         print(
             "warning: no held-out samples left for calibration; calibrating on the parity samples"

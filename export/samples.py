@@ -32,16 +32,20 @@ class Batch:
 class HeldOut:
     """Samples kept as uint8 images and float targets; network inputs are made per batch."""
 
-    def __init__(self, samples: list, pre: Preprocessing, description: str) -> None:
+    def __init__(self, samples: list, pre: Preprocessing, kind: str) -> None:
         self.samples = samples
         self.pre = pre
-        self.description = description
+        self.kind = kind  # where the samples come from, e.g. "validation scenes of DIR"
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def subset(self, start: int, stop: int, description: str) -> HeldOut:
-        return HeldOut(self.samples[start:stop], self.pre, description)
+    @property
+    def description(self) -> str:
+        return f"{len(self)} {self.kind}"
+
+    def subset(self, start: int, stop: int) -> HeldOut:
+        return HeldOut(self.samples[start:stop], self.pre, self.kind)
 
     def batches(self, size: int = 8) -> Iterator[Batch]:
         for start in range(0, len(self.samples), size):
@@ -65,7 +69,7 @@ def held_out_samples(
     samples = [
         source[int(i)] for i in tqdm(indices, desc="held-out samples", unit="scene", leave=False)
     ]
-    return HeldOut(samples, pre, f"{len(samples)} {description}")
+    return HeldOut(samples, pre, description)
 
 
 def _pool(ckpt: dict, pre: Preprocessing, count: int, data):

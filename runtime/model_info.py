@@ -124,16 +124,22 @@ class ModelInfo:
             raise MaskDepthError(f"{source}: damaged maskdepth metadata ({exc})") from None
 
 
-def read_onnx_info(path: str) -> ModelInfo:
-    """A model's :class:`ModelInfo` from its ONNX file, via onnxruntime (no onnx package needed)."""
+def read_onnx_info(path: str | bytes) -> ModelInfo:
+    """A model's :class:`ModelInfo` from its ONNX file (or bytes), via onnxruntime with graph
+    optimisation off: reads the metadata without compiling anything, no onnx package needed."""
     from .errors import require
 
     ort = require("onnxruntime", "cpu", "reading ONNX model metadata")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     try:
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model = path if isinstance(path, bytes) else str(path)
+        session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types
         first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        raise MaskDepthError(f"{path}: onnxruntime cannot read it: {first}") from None
-    return ModelInfo.from_props(session.get_modelmeta().custom_metadata_map, str(path))
+        raise MaskDepthError(f"{_name(path)}: onnxruntime cannot read it: {first}") from None
+    return ModelInfo.from_props(session.get_modelmeta().custom_metadata_map, _name(path))
+
+
+def _name(path: str | bytes) -> str:
+    return "model bytes" if isinstance(path, bytes) else str(path)

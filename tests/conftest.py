@@ -87,15 +87,20 @@ def seed_dataset(tmp_path) -> tuple[Path, dict]:
 
 
 @pytest.fixture(scope="session")
-def tiny_checkpoint(tmp_path_factory) -> Path:
-    """u2netp-md trained for one short epoch on 40 synthetic scenes at 32 px (best.pt)."""
+def tiny_run(tmp_path_factory) -> Path:
+    """A run folder: u2netp-md trained for one short epoch on 40 synthetic scenes at 32 px."""
     from maskdepth.train.config import TrainConfig
     from maskdepth.train.trainer import train
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     config = TrainConfig(
         data="synth", size=32, epochs=1, batch=4, out=str(out), threads=2, workers=0,
-        synth_count=40, synth_per_background=10, samples=0, progress=False,
+        synth_count=40, synth_per_background=10, samples=2, progress=False,
     )  # fmt: skip
     train(config)
-    return out / "best.pt"
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tiny_run) -> Path:
+    return tiny_run / "best.pt"

@@ -6,22 +6,14 @@ import json
 import pytest
 
 from maskdepth.cli import main
-from maskdepth.train.config import TrainConfig
 from maskdepth.train.evaluate import evaluate
-from maskdepth.train.trainer import train
 
 KEYS = {"iou", "dice", "rmse", "mae", "absrel", "delta1", "count"}
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run") / "tiny"
-    config = TrainConfig(
-        data="synth", size=32, epochs=1, batch=4, out=str(out), threads=1, workers=0,
-        synth_count=40, synth_per_background=10, samples=2, progress=False,
-    )  # fmt: skip
-    train(config)
-    return out
+def run(tiny_run):
+    return tiny_run
 
 
 def test_eval_reproduces_the_runs_own_validation(run):

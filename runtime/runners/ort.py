@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MaskDepthError, require
+from ..model_info import read_onnx_info
 from .base import Runner
 
 ort = require("onnxruntime", "cpu", "running ONNX models (maskdepth.runtime)")
@@ -25,7 +26,6 @@ ort = require("onnxruntime", "cpu", "running ONNX models (maskdepth.runtime)")
 DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GPU_PROVIDERS = (TENSORRT, CUDA)
-PRECISION_KEY = "maskdepth.precision"
 
 _DTYPES = {
     "tensor(float)": np.float32,
@@ -201,13 +201,10 @@ class OnnxRuntimeRunner(Runner):
 
 
 def _precision_of(model: str | bytes) -> str:
-    """``maskdepth.precision`` of an ONNX model, read before the TensorRT provider's session
-    exists (its flags must be set first): a CPU session with graph optimisation off, which
-    loads the metadata without compiling anything."""
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    """The model's precision, read before the TensorRT provider's session exists (its flags
+    must be set first); fp32 for a file without maskdepth metadata or one that does not load
+    (the real session creation then reports what is wrong)."""
     try:
-        session = ort.InferenceSession(model, options, providers=[CPU])
-    except Exception:  # the real session creation reports what is wrong with the file
+        return read_onnx_info(model).precision
+    except MaskDepthError:
         return "fp32"
-    return session.get_modelmeta().custom_metadata_map.get(PRECISION_KEY, "fp32")
