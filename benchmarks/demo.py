@@ -30,8 +30,8 @@ class DemoPlan:
     minutes: float = 15.0  # the whole demo
     count: int = 3000  # synthetic scenes (10% validation)
     size: int | None = None  # default: 64 on the CPU, 224 on a GPU
-    batch: int = 16
-    lr: float = 3e-3
+    batch: int | None = None  # None: the trainer's default
+    val_every: int = 100  # steps between validations (for the curves)
     bench_seconds: float = 2.0  # timed per bench row
     tolerance: dict | None = None  # parity bounds of the exports (default: export's)
 
@@ -128,42 +128,37 @@ class _Paths:
 
 
 def _train(paths: _Paths, plan: DemoPlan, size: int, budget_minutes: float, facts: dict) -> str:
-    """Train with a OneCycle schedule sized so that it ends within the budget: the number of
-    epochs comes from a measured training speed, ``--max-minutes`` is the hard stop."""
-    from maskdepth.benchmarks.train_quality import probe_speed
+    """Train with the default recipe; the trainer's planner fits the schedule to the budget."""
     from maskdepth.train.config import TrainConfig
     from maskdepth.train.trainer import train
 
     if budget_minutes <= 0.2:
         raise MaskDepthError(f"no time left to train ({budget_minutes:.1f} min); raise --minutes")
-    speed = probe_speed(size, plan.batch, steps=3, warmup=1)
-    train_scenes = int(plan.count * 0.9)
-    # Rounded, not floored: when the last epoch overruns, --max-minutes cuts it where OneCycle's
-    # learning rate is already near its floor, which costs far less than a shorter schedule.
-    epochs = max(1, round(speed * budget_minutes * 60 * 0.9 / train_scenes))
+    batch = {} if plan.batch is None else {"batch": plan.batch}
     config = TrainConfig(
         data=str(paths.data),
         size=size,
-        batch=plan.batch,
-        epochs=epochs,
-        lr=plan.lr,
         out=str(paths.run),
         max_minutes=budget_minutes,
-        loss_mask="bce+dice",
-        workers=1,
-        val_fraction=0.1,
+        val_every=plan.val_every,
+        **batch,
     )
-    facts["train"] = {"speed_images_per_s": speed, "epochs": epochs, "budget_min": budget_minutes}
     facts["train_command"] = (
-        f"maskdepth train --data {paths.data} --size {size} --batch {plan.batch} "
-        f"--epochs {epochs} --lr {plan.lr} --loss-mask bce+dice --workers 1 "
-        f"--max-minutes {budget_minutes:.1f} --out {paths.run}"
+        f"maskdepth train --data {paths.data} --size {size} --max-minutes {budget_minutes:.1f} "
+        f"--val-every {plan.val_every} --out {paths.run}"
+        + (f" --batch {plan.batch}" if plan.batch else "")
     )
     result = train(config)
-    facts["train"] |= {"stopped": result["stopped"], "seconds": result["seconds"]}
+    facts["train"] = {
+        "budget_min": budget_minutes,
+        "steps": result["step"],
+        "stopped": result["stopped"],
+        "seconds": result["seconds"],
+    }
     return (
-        f"{result['epochs']} of {epochs} epochs ({result['stopped']}) planned from {speed:.1f} "
-        f"images/s in {budget_minutes:.1f} min; val IoU {result['metrics'].get('iou', 0):.4f}"
+        f"{result['step']} steps in {result['seconds'] / 60:.1f} of {budget_minutes:.1f} min "
+        f"({result['stopped']}); val IoU {result['metrics'].get('iou', 0):.4f}, "
+        f"RMSE {result['metrics'].get('rmse', 0):.4f}"
     )
 
 

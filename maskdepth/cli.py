@@ -302,9 +302,9 @@ def _run_eval(args: argparse.Namespace) -> int:
 
 def _run_train(args: argparse.Namespace) -> int:
     from maskdepth.train.config import config_from_args
-    from maskdepth.train.trainer import train
+    from maskdepth.train.stages import train_stages
 
-    train(config_from_args(args))
+    train_stages(config_from_args(args))
     return 0
 
 

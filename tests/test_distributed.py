@@ -18,7 +18,7 @@ from maskdepth.train.distributed import Dist, EpochSampler, ShardSampler
 
 ARGS = ["--data", "synth", "--synth-count", "18", "--size", "32", "--batch", "2"]
 ARGS += ["--epochs", "1", "--threads", "1", "--workers", "0", "--samples", "2"]
-ARGS += ["--model", "u2netp-lite", "--no-progress"]
+ARGS += ["--model", "u2netp-lite", "--no-progress", "--ema-decay", "0.999"]
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -9,7 +11,7 @@ import torch
 
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.preprocess import Preprocessing, prepare_pair, resize_map
-from maskdepth.train.data.augment import Augment
+from maskdepth.train.data.augment import Augment, preset
 from maskdepth.train.data.loader import MaskDepthDataset, make_loader
 from maskdepth.train.data.sample import Sample
 from maskdepth.train.data.split import split_indices
@@ -173,6 +175,60 @@ def test_augment_refuses_bad_settings():
         Augment(crop_scale=(0.9, 1.2))
     with pytest.raises(MaskDepthError, match="flip"):
         Augment(flip=2)
+    with pytest.raises(MaskDepthError, match="jpeg a probability"):
+        Augment(jpeg=1.5)
+    with pytest.raises(MaskDepthError, match="expected one of none, geometry, basic, camera"):
+        preset("strong")
+
+
+def test_camera_noise_and_jpeg_touch_each_photo_on_its_own_never_the_labels():
+    sample = blob_sample(4)
+    geometry = preset("geometry")
+    camera = replace(geometry, noise=6.0, jpeg=1.0)
+    for seed in range(3):
+        plain = geometry(sample, np.random.default_rng(seed))
+        shot = camera(sample, np.random.default_rng(seed))
+        np.testing.assert_array_equal(shot.mask, plain.mask)
+        np.testing.assert_array_equal(shot.depth, plain.depth)
+        bg_change = shot.bg.astype(int) - plain.bg
+        scene_change = shot.scene.astype(int) - plain.scene
+        assert 0.5 < np.abs(bg_change).mean() < 25 and 0.5 < np.abs(scene_change).mean() < 25
+        # Drawn for each photo: outside the object bg and scene no longer match exactly.
+        outside = ~(plain.scene != plain.bg).any(axis=2)
+        assert (shot.scene[outside] != shot.bg[outside]).mean() > 0.3
+
+
+def test_shake_moves_the_bg_against_the_scene_and_its_labels():
+    sample = blob_sample(5)
+    geometry = preset("geometry")
+    shaken = replace(geometry, shake=2)
+    offsets = set()
+    for seed in range(12):
+        plain = geometry(sample, np.random.default_rng(seed))
+        shot = shaken(sample, np.random.default_rng(seed))
+        np.testing.assert_array_equal(shot.scene, plain.scene)
+        np.testing.assert_array_equal(shot.mask, plain.mask)
+        # The shaken bg is the plain bg moved by whole pixels: find the offset.
+        found = [
+            (dx, dy)
+            for dx in range(-2, 3)
+            for dy in range(-2, 3)
+            if np.array_equal(
+                shot.bg[4:-4, 4:-4], np.roll(plain.bg, (dy, dx), axis=(0, 1))[4:-4, 4:-4]
+            )
+        ]
+        assert len(found) == 1
+        offsets.add(found[0])
+    assert len(offsets) > 3 and all(max(abs(dx), abs(dy)) <= 2 for dx, dy in offsets)
+
+
+def test_presets():
+    assert preset("none") is None
+    assert preset("basic") == Augment()
+    assert not preset("geometry").jitters and preset("geometry").flip == Augment().flip
+    camera = preset("camera")
+    assert camera.jitters and camera.noise > 0 and camera.jpeg > 0 and camera.shake > 0
+    assert camera.flip == 0 and camera.crop_scale == (1.0, 1.0)  # a fixed camera's geometry
 
 
 # --- dataset and loader ----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from maskdepth.train.losses import (
     gaussian_window,
     gradient_loss,
     parse_terms,
+    soft_iou_loss,
     ssim,
 )
 
@@ -92,6 +93,19 @@ def test_l1_gradient_dice_and_ssim_terms_by_hand():
     _, parts = compute_loss(outputs, mask, depth, LossConfig(depth="l1", side_weight=0))
     expected = (torch.sigmoid(outputs["depth"][0]) - depth).abs().mean()
     assert float(parts["depth/l1"]) == pytest.approx(float(expected), rel=1e-6)
+
+
+def test_soft_iou_term_by_hand():
+    prob = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).reshape(2, 1, 2, 2)
+    target = torch.tensor([[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]).reshape(2, 1, 2, 2)
+    # image 0: overlap 0.5, union 1 + 1 - 0.5 = 1.5 -> 1 - 1.5 / 2.5 = 0.4; image 1: 0
+    assert float(soft_iou_loss(prob, target)) == pytest.approx(0.2)
+    assert float(soft_iou_loss(target, target)) == pytest.approx(0.0)
+    # Far from a perfect score when nothing of a large mask is found.
+    big = torch.ones(1, 1, 8, 8)
+    assert float(soft_iou_loss(torch.zeros_like(big), big)) == pytest.approx(64 / 65)
+    _, parts = compute_loss(make_outputs(), *make_targets(), LossConfig(mask="bce+iou"))
+    assert float(parts["mask/iou"]) > 0 and "mask/bce" in parts
 
 
 def test_ssim_against_a_hand_computation():

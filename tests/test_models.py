@@ -61,3 +61,22 @@ def test_unknown_names_and_options_are_clear():
         create_model("u2net-xl")
     with pytest.raises(MaskDepthError, match="unknown option\\(s\\) width"):
         create_model("u2netp-md", width=3)
+
+
+def test_difference_prior_makes_six_filters_see_scene_minus_bg():
+    model = create_model("u2netp-md")
+    before = sum(p.numel() for p in model.parameters())
+    model.init_prior("difference")
+    assert sum(p.numel() for p in model.parameters()) == before  # same network, same size
+    conv = model.encoder.stages[0].project[0]
+    torch.manual_seed(0)
+    bg, scene = torch.randn(2, 3, 9, 9), torch.randn(2, 3, 9, 9)
+    out = conv(torch.cat([bg, scene], dim=1))
+    for colour in range(3):
+        difference = scene[:, colour] - bg[:, colour]
+        torch.testing.assert_close(out[:, 2 * colour], difference)
+        torch.testing.assert_close(out[:, 2 * colour + 1], -difference)
+    # The other filters keep their random start.
+    assert conv.weight[6:].abs().sum() > 0 and not torch.equal(conv.weight[6], conv.weight[7])
+    with pytest.raises(ValueError, match="unknown prior"):
+        model.init_prior("sum")

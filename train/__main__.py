@@ -23,9 +23,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_train_arguments(parser)
     args = parser.parse_args(argv)
     try:
-        from .trainer import train
+        from .stages import train_stages
 
-        train(config_from_args(args))
+        train_stages(config_from_args(args))
     except (MaskDepthError, MissingDependencyError, FileNotFoundError) as exc:
         if os.environ.get("RANK", "0") == "0":  # every rank fails alike; one says so
             print(f"maskdepth train: error: {exc}", file=sys.stderr)

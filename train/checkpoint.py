@@ -7,11 +7,13 @@ Payload keys (``format_version`` 1)::
     model={"name", "options"}, preprocessing=Preprocessing.to_dict(),
     state_dict, ema_state_dict (the EMA model's weights and BatchNorm buffers, or None),
     epoch (epochs completed), step (optimizer steps), epoch_step (batches done in epoch ``epoch``),
-    optimizer, scheduler, scaler, rng={"torch", "numpy", "python", "cuda"},
+    optimizer, plan=Plan.to_dict() (the learning-rate plan), scaler,
+    rng={"torch", "numpy", "python", "cuda"},
     loss=LossConfig.to_dict(), data={"spec", "manifest_hash", "binarize_mask", "synth", "split"},
     train=TrainConfig.to_dict(),
     metrics (last validation), best={"epoch", "step", "iou", "rmse", "score"},
-    progress={"ema_updates", "epoch_sums"} (what --resume needs beyond the above)
+    progress={"ema_updates", "epoch_sums", "world", "seconds"} (what --resume needs beyond the
+    above; seconds: the run's time so far, which a time budget counts on from)
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from maskdepth.runtime.errors import MaskDepthError
 
-MASK_TERMS = ("bce", "dice")
+MASK_TERMS = ("bce", "dice", "iou")
 DEPTH_TERMS = ("bce", "l1", "ssim", "grad")
 TASKS = {"mask": MASK_TERMS, "depth": DEPTH_TERMS}
 SSIM_C1, SSIM_C2 = 0.01**2, 0.03**2  # the usual constants for a data range of 1
@@ -61,7 +61,7 @@ class LossConfig:
     """Which loss terms each task uses and how the parts are weighted.
 
     ``mask`` and ``depth`` take a spec string or a mapping of term -> weight and are stored as
-    a dict. Mask terms: bce, dice. Depth terms: bce, l1, ssim, grad.
+    a dict. Mask terms: bce, dice, iou. Depth terms: bce, l1, ssim, grad.
     ``total = mask_weight * mask + depth_weight * depth``; within a task each term counts once
     on the fused output and ``side_weight`` times on each side output.
     """
@@ -149,6 +149,15 @@ def dice_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> 
     return (1 - overlap / (prob.sum(1) + target.sum(1) + smooth)).mean()
 
 
+def soft_iou_loss(prob: torch.Tensor, target: torch.Tensor, smooth: float = 1.0) -> torch.Tensor:
+    """Soft Jaccard loss per image, averaged: 1 - (sum(p t) + s) / (sum(p + t - p t) + s), the
+    differentiable form of the IoU the mask is scored by."""
+    prob, target = prob.flatten(1), target.flatten(1)
+    overlap = (prob * target).sum(1)
+    union = prob.sum(1) + target.sum(1) - overlap
+    return (1 - (overlap + smooth) / (union + smooth)).mean()
+
+
 def _term(name: str, logits, prob, target, config: LossConfig) -> torch.Tensor:
     if name == "bce":
         return F.binary_cross_entropy_with_logits(logits, target)
@@ -158,6 +167,8 @@ def _term(name: str, logits, prob, target, config: LossConfig) -> torch.Tensor:
         return (1 - ssim(prob, target, config.ssim_window)) / 2
     if name == "grad":
         return gradient_loss(prob, target)
+    if name == "iou":
+        return soft_iou_loss(prob, target)
     return dice_loss(prob, target)  # "dice"; names were checked by parse_terms
 
 

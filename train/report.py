@@ -18,24 +18,24 @@ from maskdepth.runtime.visualize import depth_colormap, grid, mask_picture
 from .data.sample import Sample
 
 FIRST_COLUMNS = ("epoch", "step", "epoch_fraction", "lr")
-LAST_COLUMNS = ("seconds", "images_per_s", "data_wait")
+LAST_COLUMNS = ("seconds", "elapsed", "images_per_s", "data_wait")  # elapsed: since the run began
 SAMPLE_LABELS = ("bg", "scene", "mask true", "mask predicted", "depth true", "depth predicted")
 
 
 class MetricsLog:
     """The rows of ``metrics.csv``; the whole file is rewritten (atomically) on each add.
 
-    On ``--resume`` the rows of epochs the checkpoint had not completed are dropped: they are
-    done again.
+    On ``--resume`` the rows logged after the checkpoint's step are dropped: they are done
+    again.
     """
 
-    def __init__(self, path: Path, keep_epochs: int = 0) -> None:
+    def __init__(self, path: Path, keep_steps: int = 0) -> None:
         self.path = Path(path)
         self.rows: list[dict] = []
-        if keep_epochs and self.path.is_file():
+        if keep_steps and self.path.is_file():
             with self.path.open(newline="") as file:
                 rows = list(csv.DictReader(file))
-            self.rows = [_numbers(r) for r in rows if float(r["epoch"]) <= keep_epochs]
+            self.rows = [_numbers(r) for r in rows if float(r["step"]) <= keep_steps]
 
     def add(self, row: dict) -> None:
         self.rows.append(row)
@@ -56,12 +56,15 @@ class MetricsLog:
 
 
 def _numbers(row: dict) -> dict:
-    out = {}
+    """A row read back from metrics.csv with its numbers as written (1 stays 1, not 1.0)."""
+    out: dict = {}
     for key, value in row.items():
-        try:
-            out[key] = float(value) if value != "" else ""
-        except ValueError:
-            out[key] = value
+        for kind in (int, float):
+            try:
+                out[key] = kind(value)
+                break
+            except ValueError:
+                out[key] = value
     return out
 
 

@@ -42,7 +42,7 @@ from .checkpoint import (
     set_rng_state,
 )
 from .config import TRAJECTORY, TrainConfig
-from .data.augment import Augment
+from .data.augment import preset
 from .data.loader import MaskDepthDataset, make_loader
 from .data.sources import Source
 from .datasets import data_record, open_data, split, synth_options
@@ -51,6 +51,8 @@ from .ema import make_ema, reestimate_bn
 from .losses import LossConfig, compute_loss
 from .metrics import TorchMetricAccumulator
 from .models import create_model
+from .models.u2net import U2NetMD
+from .plan import PROBE_STEPS, UNBOUNDED, OneCycle, Pace, Plan, steps_that_fit
 from .report import MetricsLog, sample_row, write_curves, write_samples
 
 CHANNELS_LAST = torch.channels_last
@@ -107,6 +109,7 @@ class Run:
 
     def __init__(self, config: TrainConfig, job: Dist, device: torch.device, source) -> None:
         self.config, self.job, self.device = config, job, device
+        self.started = time.perf_counter()  # the budget counts from here (data, model, steps)
         self.out = Path(config.out)
         resumed = self._resume_checkpoint()
         torch.manual_seed(config.seed)
@@ -117,13 +120,14 @@ class Run:
         self._build_model()
         self._build_optimization()
         self.epoch = self.step = self.epoch_step = 0
+        self.elapsed_before = 0.0  # seconds of this run before a --resume
         self.metrics: dict = {}
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.best = {"epoch": None, "step": None, "iou": None, "rmse": None, "score": None}
         self.sums = self._zero_sums()
         if resumed is not None:
             self._restore(resumed)
-        self.log = MetricsLog(self.out / "metrics.csv", keep_epochs=self.epoch)
+        self.log = MetricsLog(self.out / "metrics.csv", keep_steps=self.step)
         if job.main:
             self.out.mkdir(parents=True, exist_ok=True)
 
@@ -158,7 +162,7 @@ class Run:
                 f"--val-fraction {config.val_fraction} leaves no validation scenes "
                 f"out of {len(self.source)}"
             )
-        augment = Augment() if config.augment else None
+        augment = preset(config.augment)
         common = {"pre": self.pre, "seed": config.seed, "skip_bad": config.skip_bad}
         self.train_set = MaskDepthDataset(self.source, train_idx, augment=augment, **common)
         self.val_set = MaskDepthDataset(self.source, val_idx, **common)
@@ -186,6 +190,10 @@ class Run:
         model = create_model(config.model)
         if config.init:
             init_weights(model, config.init, config.model)
+        elif config.prior != "none":
+            if not isinstance(model, U2NetMD):
+                raise MaskDepthError(f"--prior {config.prior}: not for {config.model}")
+            model.init_prior(config.prior)
         if config.sync_bn and self.job.active:
             if self.device.type != "cuda":
                 raise MaskDepthError("--sync-bn needs CUDA (SyncBatchNorm does not run on CPU)")
@@ -196,19 +204,19 @@ class Run:
         if self.job.active:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
-        self.loss_config = LossConfig(mask=config.loss_mask, depth=config.loss_depth)
+        self.loss_config = LossConfig(
+            mask=config.loss_mask, depth=config.loss_depth, side_weight=config.side_weight
+        )
 
     def _build_optimization(self) -> None:
         config = self.config
-        self.total_steps = config.epochs * self.sampler.batches
+        self.max_epochs = config.epoch_limit()
+        self.max_steps = config.step_limit(self.sampler.batches) or UNBOUNDED
+        self.plan = Plan(total_steps=max(2, self.max_steps))  # a budget re-sizes it after the probe
+        self.schedule = OneCycle(config.lr, warmup=config.warmup)
+        self.pace = Pace()
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
-        self.scheduler = torch.optim.lr_scheduler.OneCycleLR(
-            self.optimizer,
-            max_lr=config.lr,
-            total_steps=max(2, self.total_steps),
-            pct_start=0.5,
-            div_factor=10.0,
-        )
+        self.schedule.apply(self.optimizer, 0.0)
         self.dtype = amp_dtype(config.amp, self.device)
         fp16 = self.dtype == torch.float16
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
@@ -216,13 +224,20 @@ class Run:
             torch.backends.cudnn.benchmark = True
 
     def _restore(self, ckpt: dict) -> None:
+        if "plan" not in ckpt:
+            raise MaskDepthError(
+                f"--resume: {self.out}/last.pt comes from maskdepth "
+                f"{ckpt.get('maskdepth_version', '?')}, before per-step plans; start a new run "
+                f"with --init {self.out}/best.pt to keep its weights"
+            )
         load_weights(self.model, ckpt["state_dict"], self.config.model)
         progress = ckpt["progress"]
         if self.ema is not None:
             load_weights(self.ema.module, ckpt["ema_state_dict"], self.config.model)
             self.ema.n_averaged.fill_(progress["ema_updates"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
-        self.scheduler.load_state_dict(ckpt["scheduler"])
+        self.plan = Plan.from_dict(ckpt["plan"])
+        self.elapsed_before = float(progress["seconds"])
         self.scaler.load_state_dict(ckpt["scaler"])
         self.epoch, self.step, self.epoch_step = ckpt["epoch"], ckpt["step"], ckpt["epoch_step"]
         self.metrics, self.best = dict(ckpt["metrics"]), dict(ckpt["best"])
@@ -235,15 +250,25 @@ class Run:
     # ------------------------------------------------------------------------------- running
     def fit(self) -> dict:
         config = self.config
-        self.started = time.perf_counter()
         stopped = "done"
         self._say(self._intro())
-        while self.epoch < config.epochs:
-            if self._train_epoch():
-                stopped = "time budget"
-            self._end_epoch(stopped != "done")
-            if stopped != "done":
+        self.bar = tqdm(
+            total=self.plan.total_steps if self.budget is None or self.plan.step_seconds else None,
+            initial=self.step,
+            unit="step",
+            disable=not (self.job.main and config.progress),
+            dynamic_ncols=True,
+        )
+        while self.step < self.plan.total_steps and (
+            self.max_epochs is None or self.epoch < self.max_epochs
+        ):
+            stopped = self._train_epoch()
+            self._end_epoch(partial=self.epoch_step < self.sampler.batches)
+            if stopped != "epoch":
                 break
+            self._check_pace()
+        self.bar.close()
+        stopped = "time budget" if stopped == "time budget" else "done"
         self._dump_state()
         bad = self._bad_scenes()
         if bad:
@@ -253,20 +278,14 @@ class Run:
             write_curves(self.out / "curves.png", self.log.rows, title)
         return self._summary(stopped)
 
-    def _train_epoch(self) -> bool:
-        """One epoch (or its rest, when resumed); True when the time budget ran out."""
+    def _train_epoch(self) -> str:
+        """One epoch (or its rest, when resumed). Returns why it stopped: "epoch" (its end),
+        "planned" (the plan's last step) or "time budget" (the hard stop)."""
         self.sampler.set_epoch(self.epoch, self.epoch_step)
         self.train_set.set_epoch(self.epoch)
         self.net.train()
+        self.bar.set_description(f"epoch {self.epoch + 1}")
         steps = self.sampler.batches
-        bar = tqdm(
-            total=steps,
-            initial=self.epoch_step,
-            desc=f"epoch {self.epoch + 1}/{self.config.epochs}",
-            disable=not (self.job.main and self.config.progress),
-            leave=False,
-            dynamic_ncols=True,
-        )
         begun = waited = time.perf_counter()
         micro = 0
         for batch in self.train_loader:
@@ -278,21 +297,38 @@ class Run:
                 continue
             micro = 0
             self._optimizer_step()
-            bar.update()
+            self.bar.update()
             if self.epoch_step % POSTFIX_EVERY == 0 or self.epoch_step == steps:
-                bar.set_postfix(self._running(), refresh=False)
-            every = self.config.save_every
-            if every and self.step % every == 0 and self.epoch_step < steps:
-                now = time.perf_counter()  # (the epoch's end writes last.pt anyway)
-                self.sums["seconds"] += now - begun
-                self._save(last=True, best=False)
-                begun = time.perf_counter()
-            if out_of_time:
+                self.bar.set_postfix(self._running(), refresh=False)
+            if out_of_time or self.step >= self.plan.total_steps:
                 break
+            if self.epoch_step < steps and self._pause_due():
+                self.sums["seconds"] += time.perf_counter() - begun
+                self._pause_for_checkpoint()
+                begun = time.perf_counter()
             waited = time.perf_counter()
-        bar.close()
         self.sums["seconds"] += time.perf_counter() - begun
-        return self.epoch_step < steps
+        if out_of_time:
+            return "time budget"
+        return "planned" if self.step >= self.plan.total_steps else "epoch"
+
+    def _pause_due(self) -> bool:
+        every, val_every = self.config.save_every, self.config.val_every
+        return bool(every and self.step % every == 0) or bool(
+            val_every and self.step % val_every == 0
+        )
+
+    def _pause_for_checkpoint(self) -> None:
+        """Inside an epoch: validate (every --val-every steps) or only write last.pt
+        (every --save-every steps)."""
+        val_every = self.config.val_every
+        if val_every and self.step % val_every == 0:
+            self._end_epoch(partial=True)
+            self._check_pace()
+            self.net.train()
+        else:
+            self.pace.pause()
+            self._save(last=True, best=False)
 
     def _micro_step(self, batch: dict, sync: bool) -> bool:
         """Forward, loss check and backward of one batch (gradients are all-reduced over ranks
@@ -303,8 +339,7 @@ class Run:
             with torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
                 outputs = self.net(inputs)
             loss, parts = compute_loss(outputs, mask, depth, self.loss_config)
-            budget = self.config.max_minutes
-            late = budget is not None and time.perf_counter() - self.started > 60 * budget
+            late = self.budget is not None and self._elapsed() > self.budget
             shared = torch.stack([loss.detach().double(), loss.new_tensor(late, dtype=_F64)])
             distributed.all_sum(shared, self.job)  # every rank sees the same NaN and clock
             if not torch.isfinite(shared[0]):
@@ -314,15 +349,82 @@ class Run:
         return bool(shared[1] > 0)
 
     def _optimizer_step(self) -> None:
-        self.lr = self.optimizer.param_groups[0]["lr"]  # the step's lr, for metrics.csv
+        progress = self.plan.progress(self.step)
+        self.lr = self.schedule.apply(self.optimizer, progress)  # the step's lr, for metrics.csv
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
             self.ema.update_parameters(self.model)
         self.step += 1
         self.epoch_step += 1
+        self.pace.stepped()
+        if self.budget is None:
+            return
+        if self.plan.step_seconds is None and self.pace.steps >= PROBE_STEPS:
+            self._replan("planned")
+        elif self.step % max(1, self.plan.total_steps // 20) == 0:
+            self._check_pace()
+
+    # ---------------------------------------------------------------------------- the budget
+    @property
+    def budget(self) -> float | None:
+        """The time budget in seconds (None: none)."""
+        minutes = self.config.max_minutes
+        return None if minutes is None else 60.0 * minutes
+
+    def _elapsed(self) -> float:
+        """Seconds this run has taken, over every --resume."""
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def _val_interval(self) -> int:
+        return self.config.val_every or self.sampler.batches
+
+    def _val_estimate(self) -> float:
+        """Seconds of one validation before one was timed: the val images at a third of a
+        training image's time (forward only), plus a second for the checkpoint and pictures."""
+        per_image = self.pace.step_seconds() / (self.config.batch * self.config.accumulate)
+        return len(self.val_set) / self.job.world * per_image / 3 + 1.0
+
+    def _measured(self) -> tuple[float, float, float]:
+        """(seconds per step lately, per validation, elapsed): the mean over ranks, so that
+        every rank makes the same plan."""
+        step_s = self.pace.recent or self.pace.step_seconds()
+        val_s = self.pace.val_seconds or self._val_estimate()
+        measured = torch.tensor([step_s, val_s, self._elapsed()], dtype=_F64, device=self.device)
+        step_s, val_s, elapsed = distributed.all_sum(measured, self.job).tolist()
+        return step_s / self.job.world, val_s / self.job.world, elapsed / self.job.world
+
+    def _replan(self, why: str, replanned: bool = False) -> None:
+        """Size the run's steps to the rest of the budget from the measured speeds."""
+        if self.budget is None:  # only a budget plans
+            return
+        step_s, val_s, elapsed = self._measured()
+        interval = self._val_interval()
+        left = self.budget - elapsed
+        cap = self.max_steps - self.step
+        fit = steps_that_fit(left, step_s, val_s, interval, cap, start=self.step)
+        self.plan = self.plan.resized(
+            self.step, self.step + fit, step_seconds=step_s, val_seconds=val_s,
+            replanned=replanned or self.plan.replanned,
+        )  # fmt: skip
+        self.bar.total = self.plan.total_steps
+        self._say(
+            f"{why}: {self.plan.total_steps} steps in the {self.config.max_minutes:g} min budget "
+            f"({step_s:.2f} s/step, {val_s:.1f} s/validation every {interval} steps)"
+        )
+
+    def _check_pace(self) -> None:
+        """A budgeted run, after a validation and every 5% of its steps: re-plan once when the
+        speed drifted by more than DRIFT, and whenever the plan would end past the budget."""
+        if self.budget is None or self.plan.step_seconds is None:
+            return
+        step_s, val_s, elapsed = self._measured()
+        interval = self._val_interval()
+        if not self.plan.replanned and self.plan.drifted(step_s, val_s):
+            self._replan("re-planned (the speed drifted)", replanned=True)
+        elif self.plan.overruns(self.step, elapsed, self.budget, step_s, val_s, interval):
+            self._replan("re-planned to end in time")
 
     def _to_device(self, batch: dict) -> tuple[torch.Tensor, ...]:
         move = {"device": self.device, "non_blocking": True}
@@ -400,6 +502,7 @@ class Run:
     # --------------------------------------------------------------------------- validation
     def _end_epoch(self, partial: bool) -> None:
         """Validate, log, draw samples and write last.pt (and best.pt when better)."""
+        self.pace.pause()
         started = time.perf_counter()
         row = {
             "epoch": self.epoch + 1,
@@ -428,11 +531,12 @@ class Run:
             rows = self._sample_rows(evaluated)
             if rows:
                 write_samples(self.out / "samples.png", rows)
-            self.log.add(row | {"seconds": seconds})
+            self.log.add(row | {"seconds": seconds, "elapsed": self._elapsed()})
             self._say(self._epoch_line(row))
         self._save(last=True, best=improved)
         if not partial:
             self.sums = self._zero_sums()
+        self.pace.val_seconds = time.perf_counter() - started
 
     def _eval_model(self) -> nn.Module:
         """The model validation scores: the EMA when on, with BatchNorm statistics that are
@@ -523,7 +627,7 @@ class Run:
             "step": self.step,
             "epoch_step": self.epoch_step,
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
+            "plan": self.plan.to_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
             "loss": self.loss_config.to_dict(),
@@ -533,6 +637,7 @@ class Run:
             "best": dict(self.best),
             "progress": {
                 "ema_updates": 0 if self.ema is None else int(self.ema.n_averaged),
+                "seconds": self._elapsed(),
                 "epoch_sums": dict(self.sums),
                 "world": self.job.world,
             },
@@ -563,13 +668,19 @@ class Run:
             f"training {c.model} at {c.size} px on {self.device}{amp}: "
             f"{len(self.train_set)} train / {len(self.val_set)} val scenes, "
             f"batch {c.batch}{accumulate}{world}, {self.sampler.batches} steps per epoch, "
-            f"{c.epochs} epochs -> {self.out}{resumed}"
+            f"{self._length()} -> {self.out}{resumed}"
         )
+
+    def _length(self) -> str:
+        if self.budget is None:
+            return f"{self.plan.total_steps} steps"
+        limit = "" if self.max_steps == UNBOUNDED else f", at most {self.max_steps}"
+        return f"as many steps as fit in {self.config.max_minutes:g} min{limit}"
 
     def _epoch_line(self, row: dict) -> str:
         part = "" if row["epoch_fraction"] >= 1 else f" ({row['epoch_fraction']:.0%} of it)"
         return (
-            f"epoch {row['epoch']}/{self.config.epochs}{part} step {row['step']}: "
+            f"epoch {row['epoch']}{part} step {row['step']}/{self.plan.total_steps}: "
             f"loss {row['train_loss']:.4f}, val IoU {row['val_iou']:.4f} RMSE {row['val_rmse']:.4f}"
             f" | {row['images_per_s']:.1f} images/s, data wait {row['data_wait']:.0%}"
         )

@@ -4,6 +4,10 @@ Geometry (horizontal flip, one crop window) moves all four together, so the scen
 from the bg exactly where the mask is. Colour jitter touches only the two photos: a shared part,
 as when the camera's exposure or white balance drifts between the two shots, plus a smaller
 independent part on the scene. Mask and depth are labels and are never jittered.
+
+The ``camera`` preset is what differs between two shots of a fixed camera and nothing else: the
+colour jitter, sensor noise and JPEG artefacts drawn for each photo on its own, and a shake of
+the bg by a pixel or two; no flip and no crop, since a fixed camera's geometry never changes.
 """
 
 from __future__ import annotations
@@ -43,6 +47,31 @@ def _apply(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return cv2.transform(image, matrix)  # uint8 in, uint8 out, rounded and saturated
 
 
+def _shift(image: np.ndarray, offset: np.ndarray) -> np.ndarray:
+    """``image`` moved by (dx, dy) whole pixels, the uncovered border mirrored."""
+    matrix = np.array([[1, 0, offset[0]], [0, 1, offset[1]]], dtype=np.float32)
+    height, width = image.shape[:2]
+    return cv2.warpAffine(
+        image, matrix, (width, height), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_REFLECT_101
+    )
+
+
+def preset(name: str) -> Augment | None:
+    """The ``--augment`` choices: none; geometry (flip and crop); basic (+ colour jitter shared
+    by both photos and a little on the scene alone); camera: what changes between two shots of
+    a fixed camera and nothing else (the colour jitter, noise, JPEG and a shake of the bg by up
+    to two pixels; no flip, no crop: a fixed camera's geometry never changes)."""
+    presets = {
+        "none": None,
+        "geometry": Augment().without_jitter(),
+        "basic": Augment(),
+        "camera": Augment(flip=0.0, crop_scale=(1.0, 1.0), noise=3.0, jpeg=0.5, shake=2),
+    }
+    if name not in presets:
+        raise MaskDepthError(f"augmentation {name!r}: expected one of {', '.join(presets)}")
+    return presets[name]
+
+
 @dataclass(frozen=True)
 class Augment:
     """Flip, crop and colour jitter; strengths are the half-widths of uniform draws around 1."""
@@ -54,6 +83,9 @@ class Augment:
     saturation: float = 0.2
     hue: float = 0.03  # per-channel gain spread: a colour-temperature shift, not a true hue turn
     independent: float = 0.25  # the scene's own jitter, as a fraction of the shared strengths
+    noise: float = 0.0  # each photo's gaussian noise sigma is drawn from [0, noise] grey levels
+    jpeg: float = 0.0  # probability that each photo is re-encoded as JPEG at quality 30-90
+    shake: int = 0  # the bg moves by up to this many pixels against the scene
 
     def __post_init__(self) -> None:
         low, high = (float(v) for v in self.crop_scale)
@@ -67,6 +99,11 @@ class Augment:
             raise MaskDepthError(
                 f"jitter strengths {strengths[:4]}: expected numbers in [0, 1); "
                 f"independent {self.independent}: expected >= 0"
+            )
+        if self.noise < 0 or not 0 <= self.jpeg <= 1 or self.shake < 0:
+            raise MaskDepthError(
+                f"noise {self.noise}, jpeg {self.jpeg}, shake {self.shake}: expected noise >= 0, "
+                "jpeg a probability, shake >= 0 pixels"
             )
 
     @property
@@ -86,9 +123,24 @@ class Augment:
         """
         size = sample.scene.shape[:2] if size is None else tuple(size)
         bg, scene, mask, depth = self._geometry(sample, rng, size)
+        if self.shake:
+            bg = _shift(bg, rng.integers(-self.shake, self.shake + 1, 2))
         if self.jitters:
             bg, scene = self._jitter(bg, scene, rng)
+        bg, scene = (self._sensor(photo, rng) for photo in (bg, scene))
         return Sample(bg=bg, scene=scene, mask=mask, depth=depth, name=sample.name)
+
+    def _sensor(self, photo: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """This photo's own noise and JPEG artefacts."""
+        if self.noise:
+            sigma = rng.uniform(0, self.noise)
+            noisy = photo + rng.normal(0, sigma, photo.shape).astype(np.float32)
+            photo = np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+        if self.jpeg and rng.random() < self.jpeg:
+            quality = int(rng.integers(30, 91))
+            _, data = cv2.imencode(".jpg", photo, [cv2.IMWRITE_JPEG_QUALITY, quality])
+            photo = np.asarray(cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
+        return photo
 
     def _geometry(
         self, sample: Sample, rng: np.random.Generator, size: tuple[int, int]

@@ -165,6 +165,30 @@ class U2NetMD(nn.Module):
         """Training form: per task, 7 logit maps (fused first, then the six sides)."""
         return self.forward_heads(self.forward_features(x))
 
+    @torch.no_grad()
+    def init_prior(self, kind: str) -> None:
+        """Start the first convolution from a prior (same architecture, same parameters).
+
+        ``"difference"``: its first six filters become scene minus bg per colour, both signs
+        (after the ReLU: where the scene got brighter, where darker), so the network compares
+        the two photos from its first step instead of having to discover that it should.
+        """
+        if kind != "difference":
+            raise ValueError(f"unknown prior {kind!r}; expected 'difference'")
+        conv = self.encoder.stages[0].project[0]
+        colours = conv.in_channels // 2
+        if conv.in_channels != 2 * colours or conv.out_channels < 2 * colours:
+            raise ValueError(f"a difference prior needs bg + scene inputs, got {conv.in_channels}")
+        centre = conv.kernel_size[0] // 2, conv.kernel_size[1] // 2
+        for colour in range(colours):
+            for sign_index, sign in enumerate((1.0, -1.0)):
+                filt = conv.weight[2 * colour + sign_index]
+                filt.zero_()
+                filt[colours + colour, centre[0], centre[1]] = sign
+                filt[colour, centre[0], centre[1]] = -sign
+                if conv.bias is not None:
+                    conv.bias[2 * colour + sign_index] = 0.0
+
 
 class InferenceModel(nn.Module):
     """The exported form: normalised ``bg`` and ``scene`` in, the fused ``mask`` and ``depth``
