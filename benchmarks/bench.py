@@ -10,12 +10,14 @@ backend once and compares with the reference's outputs and with the ground truth
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -23,6 +25,7 @@ from maskdepth.runtime.compare import DEFAULT_TOLERANCES, DiffAccumulator
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
 from maskdepth.runtime.metrics import MetricAccumulator
+from maskdepth.runtime.runners.cuda import DEVICES, GpuInfo
 
 ACCURACY_BATCH = 8
 
@@ -147,12 +150,16 @@ class _Context:
 
         from maskdepth.train.models.u2net import InferenceModel
 
+        checkpoint = self.options.reference
+        assert checkpoint is not None and self.model is not None  # bench() calls it with one
         if self.options.threads:
             torch.set_num_threads(self.options.threads)
         wrapped = InferenceModel(self.model).eval()
         samples = self.samples(self.pre)
+        reference = self.reference(self.pre)
+        assert reference is not None  # None only without a model
         scores = MetricAccumulator()
-        for batch, outputs in zip(samples.batches(8), self.reference(self.pre)):
+        for batch, outputs in zip(samples.batches(8), reference):
             scores.update(outputs["mask"], batch.mask, outputs["depth"], batch.depth)
         result = scores.compute()
         rows = []
@@ -160,17 +167,17 @@ class _Context:
             feed = _feed(samples, size)
             tensors = [torch.from_numpy(feed[k]) for k in ("bg", "scene")]
             with torch.inference_mode():
-                latency = _time(lambda t=tensors: wrapped(*t), self.options)
+                latency = _time(functools.partial(wrapped, *tensors), self.options)
             rows.append(
                 Row(
-                    model=str(self.options.reference),
+                    model=str(checkpoint),
                     format="pytorch",
                     precision="fp32",
                     backend="pytorch",
                     batch=size,
                     provider="eager",
                     device="cpu",
-                    mb=Path(self.options.reference).stat().st_size / 1e6,
+                    mb=Path(checkpoint).stat().st_size / 1e6,
                     latency_ms=latency,
                     iou=result["iou"],
                     rmse=result["rmse"],
@@ -187,21 +194,22 @@ def _bench_model(path: Path, backend: str, context: _Context) -> list[Row]:
     from maskdepth.runtime.predictor import open_runner
 
     fmt = "engine" if path.suffix.lower() in (".engine", ".plan") else "onnx"
-    base = dict(model=str(path), format=fmt, backend=backend, mb=path.stat().st_size / 1e6)
+    row_of = functools.partial(
+        Row, model=str(path), format=fmt, backend=backend, mb=path.stat().st_size / 1e6
+    )
     try:
         runner, info = open_runner(path, backend, context.options.device, context.options.threads)
     except (MaskDepthError, MissingDependencyError, OSError) as exc:
         reason = str(exc).splitlines()[0]
         return [
-            Row(**base, precision="?", batch=b, status=f"failed: {reason}")
+            row_of(precision="?", batch=b, status=f"failed: {reason}")
             for b in context.options.batches
         ]
     rows = []
     try:
         accuracy = _accuracy(runner, info, context)
         for size in context.options.batches:
-            row = Row(
-                **base,
+            row = row_of(
                 precision=info.precision,
                 batch=size,
                 provider=runner.provider,
@@ -210,15 +218,14 @@ def _bench_model(path: Path, backend: str, context: _Context) -> list[Row]:
             )
             try:
                 feed = _feed(context.samples(info.preprocessing), size)
-                row.latency_ms = _time(lambda f=feed: runner.infer(f), context.options)
+                row.latency_ms = _time(functools.partial(runner.infer, feed), context.options)
             except (MaskDepthError, RuntimeError) as exc:
                 row.status = f"failed: {str(exc).splitlines()[0]}"
             rows.append(row)
     except (MaskDepthError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0]
         rows = [
-            Row(
-                **base,
+            row_of(
                 precision=info.precision,
                 batch=b,
                 provider=runner.provider,
@@ -282,15 +289,16 @@ def _time(call: Callable[[], object], options: BenchOptions) -> list[float]:
     return samples
 
 
-def machine() -> dict:
-    """CPU, cores, GPU and the library versions behind the numbers."""
+def machine(gpu: GpuInfo | None | Literal["probe"] = "probe") -> dict:
+    """CPU, cores, GPU (``gpu``: the GPU to describe, by default the one found here) and the
+    library versions behind the numbers."""
     import importlib.metadata as metadata
     import os
 
     from maskdepth.benchmarks.data_throughput import cpu_name
     from maskdepth.runtime.runners.cuda import gpu_info
 
-    gpu = gpu_info()
+    gpu = gpu_info() if gpu == "probe" else gpu
     versions = {}
     for package in (
         "maskdepth",
@@ -308,7 +316,7 @@ def machine() -> dict:
     return {
         "cpu": cpu_name(),
         "cores": len(os.sched_getaffinity(0)),
-        "gpu": f"{gpu.name} (compute capability {gpu.cc})" if gpu else "none",
+        "gpu": f"{gpu.name} (compute capability {gpu.compute_capability})" if gpu else "none",
         "python": platform.python_version(),
         "versions": versions,
     }
@@ -435,7 +443,7 @@ def add_bench_arguments(parser, positive) -> None:
     parser.add_argument(
         "--seconds", type=float, default=3.0, help="time per row when --iters is not given"
     )
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--device", choices=DEVICES, default="auto")
     parser.add_argument(
         "--backend",
         nargs="+",

@@ -250,8 +250,8 @@ def _attempt(rows: list[dict], what: str, step: Callable[[], dict | list[dict]])
 def run(args: argparse.Namespace) -> dict:
     rows: list[dict] = []
     previous_cache = os.environ.get("MASKDEPTH_CACHE")
-    with tempfile.TemporaryDirectory(prefix="maskdepth-throughput-") as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix="maskdepth-throughput-") as tmp_name:
+        tmp = Path(tmp_name)
         os.environ["MASKDEPTH_CACHE"] = str(tmp / "cache")  # a cold zip index, then a warm one
         try:
             bg_dir, fg_dir = make_inputs(

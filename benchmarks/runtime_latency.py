@@ -16,6 +16,7 @@ pre/post-processing <= 10% of the Predictor's time.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import statistics
@@ -163,21 +164,21 @@ def onnx_cases(predictor, name: str, feeds: dict, pairs: list) -> list[Case]:
     bare, full = [], []
     for batch, feed in feeds.items():
         run = runner.session.run
-        bare.append(Case(lambda run=run, feed=feed: run(None, feed), batch,
+        bare.append(Case(functools.partial(run, None, feed), batch,
                          {**fields, "runner": "onnxruntime session"}))  # fmt: skip
         bgs, scenes = (list(half) for half in zip(*pairs[:batch]))
-        case = Case(None, batch, {**fields, "runner": "Predictor", "provider": predictor.provider})
+        overhead: list[float] = []  # the case's
 
-        def call(bgs=bgs, scenes=scenes, batch=batch, case=case):
+        def call(bgs=bgs, scenes=scenes, batch=batch, overhead=overhead):
             start = time.perf_counter()
             if batch == 1:
                 predictor.predict(bgs[0], scenes[0])
             else:
                 list(predictor.predict_batch(bgs, scenes, batch_size=batch))
-            case.overhead.append(time.perf_counter() - start - runner.last_inference_time)
+            overhead.append(time.perf_counter() - start - runner.last_inference_time)
 
-        case.call = call
-        full.append(case)
+        predictor_fields = {**fields, "runner": "Predictor", "provider": predictor.provider}
+        full.append(Case(call, batch, predictor_fields, overhead=overhead))
     return bare + full
 
 

@@ -64,8 +64,8 @@ def parse_candidate(spec: str) -> tuple[str, str, dict]:
     if not options:
         if name not in CANDIDATES:
             raise MaskDepthError(f"unknown candidate {name!r}; known: {', '.join(CANDIDATES)}")
-        what, changes = CANDIDATES[name]
-        return name, what, changes
+        what, known = CANDIDATES[name]
+        return name, what, known
     changes: dict = {}
     for item in options.split(","):
         key, _, value = item.partition("=")

@@ -45,7 +45,8 @@ def compute_speed(size: int, batch: int, channels_last: bool, compile: bool, ste
     inputs = torch.randn(batch, 6, size, size).contiguous(memory_format=fmt)
     mask = (torch.rand(batch, 1, size, size) > 0.9).float()
     depth = torch.rand(batch, 1, size, size)
-    model = create_model("u2netp-md").to(memory_format=fmt).train()
+    # Module.to takes memory_format (documented, and done at runtime); torch's stubs omit it.
+    model: torch.nn.Module = create_model("u2netp-md").to(memory_format=fmt).train()  # type: ignore[call-overload]
     net = torch.compile(model) if compile else model
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from maskdepth.runtime.runners.cuda import DEVICES
+
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
 
 
@@ -41,6 +43,12 @@ def add_export_arguments(parser: argparse.ArgumentParser, positive) -> None:
         "--max-batch", type=positive, default=32, help="largest batch of the engine's profile"
     )
     parser.add_argument("--opset", type=int, default=17)
+    parser.add_argument(
+        "--device",
+        choices=DEVICES,
+        default="cpu",
+        help="where onnxruntime runs the parity check of an ONNX file (engines: on the GPU)",
+    )
     parser.add_argument(
         "--data", type=Path, help="held-out samples for calibration and parity (default: synthetic)"
     )
@@ -109,4 +117,5 @@ def options_from_args(args: argparse.Namespace):
         workspace_mb=args.workspace,
         timing_cache=args.timing_cache,
         compute_capabilities=tuple(args.compute_capabilities or ()) or None,
+        device=args.device,
     )

@@ -20,10 +20,11 @@ from .tensorrt_build import Flavour, Profile, build_engine, load_flavour, onnx_m
 
 
 def export_engine(
-    onnx_path: Path, out: Path, options: ExportOptions, flavour: Flavour, parity: HeldOut,
-    reference: list, seconds: dict, checkpoint: str | None,
+    onnx_path: Path, out: Path, options: ExportOptions, flavour: Flavour, parity: HeldOut | None,
+    reference: list | None, seconds: dict, checkpoint: str | None,
 ) -> ExportResult:  # fmt: skip
-    """Build ``out`` from ``onnx_path`` and gate it when this machine can run it."""
+    """Build ``out`` from ``onnx_path`` and gate it when this machine can run it (``parity`` and
+    ``reference`` are None when the caller found no GPU to check it on)."""
     info = onnx_model_info(onnx_path)
     start = time.perf_counter()
     build_engine(
@@ -32,7 +33,7 @@ def export_engine(
         compute_capabilities=options.compute_capabilities, checkpoint=checkpoint,
     )  # fmt: skip
     seconds["build_engine"] = time.perf_counter() - start
-    if gpu_info() is None:
+    if parity is None or reference is None or gpu_info() is None:
         note = (f"engine parity not checked: no CUDA GPU here; {onnx_path.name}, the graph it was "
                 "compiled from, is what was checked")  # fmt: skip
         report = write_report(out, None, file=str(out), onnx=str(onnx_path), note=note,

@@ -45,6 +45,7 @@ class ExportOptions:
     parity_count: int = MIN_PARITY_SAMPLES
     tolerance: dict | None = None  # e.g. {"iou": 0.02}; {"*": x} sets every bound
     use_ema: bool = True
+    device: str = "cpu"  # where onnxruntime runs the parity check of an ONNX file
     # engines
     from_onnx: Path | None = None
     precision: str | None = None  # of the ONNX graph an engine is built from (default fp16)
@@ -110,13 +111,16 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
         reference = reference_outputs(model, parity)
         seconds["samples"] = time.perf_counter() - start
     if options.format != "engine":
+        assert parity is not None and reference is not None  # _checks_parity_here: always
         return export_onnx(
             model, info, out, precision, options, parity, calibration, reference, seconds
         )
     from .engine import export_engine
 
+    assert flavour is not None  # loaded first thing for --format engine
     onnx_path = options.from_onnx
     if onnx_path is None:  # export the graph the engine compiles, gated like any ONNX export
+        assert parity is not None and reference is not None  # _checks_parity_here: no --from
         onnx_path = out.with_name(f"{out.stem}.{precision}.onnx")
         made = export_onnx(
             model, info, onnx_path, precision, options, parity, calibration, reference, seconds
@@ -168,6 +172,8 @@ def convert(
         return to_fp16(graph, info)
     from .onnx_int8 import to_int8
 
+    if calibration is None:
+        raise MaskDepthError("an INT8 graph is calibrated on held-out samples, and none were given")
     feeds = (batch.feed for batch in calibration.batches(1))
     return to_int8(graph, info, feeds, len(calibration), options.calib_method, options.int8_target)
 
@@ -187,7 +193,9 @@ def gate_onnx(
 
     start = time.perf_counter()
     tolerance = tolerance_for(precision, options.tolerance)
-    comparison = compare_runner(OnnxRuntimeRunner(pending), parity, reference, precision, tolerance)
+    comparison = compare_runner(
+        OnnxRuntimeRunner(pending, device=options.device), parity, reference, precision, tolerance
+    )
     seconds["parity"] = time.perf_counter() - start
     final = out if comparison else failed_name(out)
     os.replace(pending, final)

@@ -77,8 +77,8 @@ def _pool(ckpt: dict, pre: Preprocessing, count: int, data):
     if data is None:
         from maskdepth.train.data.synth import SynthSource
 
-        source = SynthSource(count, size=pre.size, seed=HELD_OUT_SEED)
-        return source, np.arange(len(source)), "synthetic scenes never seen in training"
+        synth = SynthSource(count, size=pre.size, seed=HELD_OUT_SEED)
+        return synth, np.arange(len(synth)), "synthetic scenes never seen in training"
     path = Path(data)
     if not path.is_dir():
         raise MaskDepthError(f"--data {data}: no such dataset folder")

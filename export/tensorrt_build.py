@@ -25,22 +25,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import onnx
 from tqdm import tqdm
 
-from maskdepth.runtime.engine_sidecar import make_sidecar, sidecar_path, write_sidecar
+from maskdepth.runtime.engine_sidecar import (
+    RTX_COMPUTE_CAPABILITIES,
+    RTX_DEFAULT_COMPUTE_CAPABILITIES,
+    make_sidecar,
+    sidecar_path,
+    write_sidecar,
+)
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
 from maskdepth.runtime.model_info import INPUT_NAMES, ModelInfo
 from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
-from maskdepth.runtime.runners.tensorrt import flavour_logger
+from maskdepth.runtime.runners.tensorrt import FlavourLogger, flavour_logger
 
 from .onnx_fp32 import STRIDE
 
 FLAVOURS = ("tensorrt_rtx", "tensorrt")
-RTX_COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
-RTX_DEFAULT_COMPUTE_CAPABILITIES = ("8.0", "8.6", "8.9", "12.0", "12.1")
 INSTALL_HINT = (
     "pip install tensorrt-rtx-cu12 (builds on any machine, for RTX-class GPUs) or "
     "pip install tensorrt (builds on the target GPU)"
@@ -63,7 +68,17 @@ class Flavour:
         """The sidecar's ``target``: the compute capabilities (rtx) or this GPU (tensorrt)."""
         if self.name == "tensorrt_rtx":
             return {"compute_capabilities": list(check_compute_capabilities(compute_capabilities))}
-        return {"gpu": self.gpu.name, "compute_capability": self.gpu.compute_capability}
+        gpu = self.build_gpu()
+        return {"gpu": gpu.name, "compute_capability": gpu.compute_capability}
+
+    def build_gpu(self) -> GpuInfo:
+        """The GPU a ``tensorrt`` plan is built on and for (:func:`load_flavour` finds it)."""
+        if self.gpu is None:
+            raise MaskDepthError(
+                f"{self.name} builds engines on the GPU they are for, and this flavour was "
+                "loaded without one"
+            )
+        return self.gpu
 
 
 def load_flavour(name: str = "auto", device: int = 0) -> Flavour:
@@ -76,11 +91,12 @@ def load_flavour(name: str = "auto", device: int = 0) -> Flavour:
         raise MaskDepthError(f"TensorRT flavour {name!r}: expected auto, {', '.join(FLAVOURS)}")
     modules = {n: _try_import(n) for n in FLAVOURS if name in ("auto", n)}
     gpu = gpu_info(device)
-    if modules.get("tensorrt") and gpu:
-        return Flavour("tensorrt", modules["tensorrt"], gpu)
-    if modules.get("tensorrt_rtx"):
-        return Flavour("tensorrt_rtx", modules["tensorrt_rtx"], gpu)
-    if modules.get("tensorrt"):
+    trt, rtx = modules.get("tensorrt"), modules.get("tensorrt_rtx")
+    if trt and gpu:
+        return Flavour("tensorrt", trt, gpu)
+    if rtx:
+        return Flavour("tensorrt_rtx", rtx, gpu)
+    if trt:
         raise MaskDepthError(
             f"tensorrt builds engines on the GPU they are for, and this machine has no CUDA GPU "
             f"{device}: build on the target machine, or ahead of time with tensorrt-rtx-cu12"
@@ -130,9 +146,10 @@ class Profile:
         one stride (32) up to twice ``--size``."""
         if max_batch < 1:
             raise MaskDepthError(f"--max-batch {max_batch}: expected 1 or more")
+        height, width = size  # a list (from JSON, argparse) becomes a tuple
         if not dynamic:
-            return cls(tuple(size), max_batch)
-        return cls(tuple(size), max_batch, 1, (STRIDE, STRIDE), (2 * size[0], 2 * size[1]))
+            return cls((height, width), max_batch)
+        return cls((height, width), max_batch, 1, (STRIDE, STRIDE), (2 * height, 2 * width))
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """``{input: {"min": NCHW, "opt": NCHW, "max": NCHW}}`` for every network input."""
@@ -177,11 +194,11 @@ def plan_precision(
     )
 
 
-def _logger(flavour: Flavour):
+def _logger(flavour: Flavour) -> FlavourLogger:
     return flavour_logger(flavour.trt, flavour.name)
 
 
-def _failure(logger, what: str) -> MaskDepthError:
+def _failure(logger: FlavourLogger, what: str) -> MaskDepthError:
     reason = "; ".join(logger.errors[-3:]) or "no reason given"
     return MaskDepthError(f"{what}: {reason}")
 
@@ -207,7 +224,7 @@ def network_from_onnx(
     return network, parser
 
 
-def _parser_errors(parser, logger, onnx_path: str | os.PathLike) -> str:
+def _parser_errors(parser, logger: FlavourLogger, onnx_path: str | os.PathLike) -> str:
     refused, operators = [], set()
     for index in range(parser.num_errors):
         error = parser.get_error(index)
@@ -318,9 +335,10 @@ def _builder_config(
             if not config.set_compute_capability(value, index):
                 raise _failure(logger, f"{flavour.name}: compute capability {cc} refused")
     elif compute_capabilities:
+        gpu = flavour.build_gpu()
         raise MaskDepthError(
-            f"--compute-capability: tensorrt builds for the GPU it runs on ({flavour.gpu.name}, "
-            f"{flavour.gpu.compute_capability}); choosing targets needs tensorrt_rtx"
+            f"--compute-capability: tensorrt builds for the GPU it runs on ({gpu.name}, "
+            f"{gpu.compute_capability}); choosing targets needs tensorrt_rtx"
         )
     optimisation = builder.create_optimization_profile()
     for name, shapes in profile.shapes().items():
@@ -360,11 +378,15 @@ def _progress_monitor(flavour: Flavour, enabled: bool):
     trt = flavour.trt
     if not enabled or not hasattr(trt, "IProgressMonitor"):
         return None
+    # The base class comes from the flavour's module, imported at run time, and TensorRT has no
+    # type information: to mypy it is Any (the subclass's own code is still checked).
+    base: Any = trt.IProgressMonitor
 
-    class Monitor(trt.IProgressMonitor):
+    class Monitor(base):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
-            self.bar, self.top = None, None
+            self.bar: tqdm | None = None
+            self.top: str | None = None  # the top-level phase the bar counts the steps of
 
         def phase_start(self, phase: str, parent: str | None, steps: int) -> None:
             if parent is None and self.bar is None:
@@ -374,7 +396,7 @@ def _progress_monitor(flavour: Flavour, enabled: bool):
                 self.bar.set_postfix_str(phase[:40], refresh=False)
 
         def step_complete(self, phase: str, step: int) -> bool:
-            if phase == self.top:
+            if phase == self.top and self.bar is not None:
                 self.bar.update(1)
             return True
 

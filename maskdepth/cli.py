@@ -14,6 +14,7 @@ from pathlib import Path
 
 from maskdepth import __version__
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
+from maskdepth.runtime.runners.cuda import DEVICES, check_device
 
 
 def positive(text: str) -> int:
@@ -122,8 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--minutes", type=float, default=15.0, help="budget for the whole demo")
     demo.add_argument("--count", type=positive, default=3000, help="synthetic scenes to make")
     demo.add_argument("--size", type=int, help="image side (default: 64 on CPU, 224 on GPU)")
+    demo.add_argument("--device", choices=DEVICES, default="auto", help="where to train")
     demo.set_defaults(run=_run_demo)
+    _doctor_parser(sub)
     return parser
+
+
+def _doctor_parser(sub: argparse._SubParsersAction) -> None:
+    from maskdepth import doctor
+
+    parser = sub.add_parser(
+        "doctor",
+        help="what this machine can do: GPU, CUDA, onnxruntime, TensorRT",
+        description="One line per capability (GPU, driver, CUDA in PyTorch, onnxruntime "
+        "providers, TensorRT flavours, engine targets), with the reason when it cannot.",
+    )
+    doctor.add_arguments(parser)
+    parser.set_defaults(run=doctor.run)
 
 
 def _train_parser(sub: argparse._SubParsersAction) -> None:
@@ -187,7 +203,7 @@ def _predict_parser(sub: argparse._SubParsersAction) -> None:
         default=0.5,
         help="mask threshold in [0, 1] for the saved mask and overlay; 'none' saves probabilities",
     )
-    predict.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    predict.add_argument("--device", choices=DEVICES, default="auto")
     predict.add_argument("--threads", type=positive, help="CPU threads for onnxruntime")
     predict.add_argument(
         "--backend",
@@ -273,7 +289,7 @@ def _eval_parser(sub: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--json", type=Path, help="also write the metrics here")
     evaluate.add_argument("--batch", type=positive, default=16)
     evaluate.add_argument("--workers", type=int, default=2, help="loader processes (0: none)")
-    evaluate.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    evaluate.add_argument("--device", choices=DEVICES, default="auto")
     evaluate.add_argument("--skip-bad", action="store_true", help="skip broken scenes, count them")
     evaluate.add_argument(
         "--raw-weights", action="store_true", help="the trained weights, not their EMA"
@@ -385,7 +401,10 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     if not args.minutes > 0:
         raise MaskDepthError(f"--minutes {args.minutes}: expected a positive number")
-    return run_demo(args.out, DemoPlan(minutes=args.minutes, count=args.count, size=args.size))
+    return run_demo(
+        args.out,
+        DemoPlan(minutes=args.minutes, count=args.count, size=args.size, device=args.device),
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -394,6 +413,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_opencv()
     name = " ".join(filter(None, ["maskdepth", args.command, getattr(args, "verb", None)]))
     try:
+        if getattr(args, "device", None):
+            check_device(args.device)
         return args.run(args)
     except (MaskDepthError, MissingDependencyError, FileNotFoundError) as exc:
         print(f"{name}: error: {exc}", file=sys.stderr)

@@ -37,6 +37,10 @@ FORMAT = "maskdepth-engine"
 FORMAT_VERSION = 1
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 INSTALL = {"tensorrt": "tensorrt", "tensorrt_rtx": "tensorrt-rtx-cu12"}  # pip package names
+# What TensorRT for RTX 1.7 builds for (ahead of time, without a GPU), and its default set (7.5
+# left out of the default: few edge devices, and every target lengthens the build).
+RTX_COMPUTE_CAPABILITIES = ("7.5", "8.0", "8.6", "8.9", "12.0", "12.1")
+RTX_DEFAULT_COMPUTE_CAPABILITIES = ("8.0", "8.6", "8.9", "12.0", "12.1")
 
 
 def sidecar_path(engine_path: str | os.PathLike) -> Path:
@@ -184,7 +188,7 @@ def rebuild_command(
 ) -> str:
     """The ``maskdepth export`` command that builds this plan again (adding ``gpu_cc`` to a
     TensorRT-RTX plan's compute capabilities)."""
-    shapes = next(iter(sidecar["profile"].values()), {})
+    shapes: dict[str, list[int]] = next(iter(sidecar["profile"].values()), {})
     opt, largest = shapes.get("opt", [1, 3, 0, 0]), shapes.get("max", [1, 3, 0, 0])
     dynamic = "height" in ModelInfo.from_dict(sidecar["model"]).dynamic
     words = [
@@ -196,6 +200,12 @@ def rebuild_command(
         "--max-batch", str(largest[0]),
     ]  # fmt: skip
     words += ["--dynamic"] if dynamic else []
+    if sidecar["flavour"] == "tensorrt_rtx" and gpu_cc and gpu_cc not in RTX_COMPUTE_CAPABILITIES:
+        return (
+            f"{shlex.join([*words, '--out', str(engine_path)])} (on this machine, with "
+            f"{INSTALL['tensorrt']} installed: TensorRT for RTX does not target compute "
+            f"capability {gpu_cc})"
+        )
     if sidecar["flavour"] == "tensorrt_rtx":
         wanted = list(sidecar["target"].get("compute_capabilities") or [])
         wanted += [gpu_cc] if gpu_cc and gpu_cc not in wanted else []

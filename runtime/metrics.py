@@ -92,7 +92,7 @@ def _relative(pred: np.ndarray, target: np.ndarray, eps: float) -> tuple[np.ndar
     valid = target > eps
     count = np.count_nonzero(valid, axis=1).astype(np.float64)
     relative = np.abs(pred - target) / np.where(valid, target, np.float32(1))
-    relative_sum = np.sum(relative, axis=1, where=valid, dtype=np.float64)
+    relative_sum = relative.sum(axis=1, where=valid, dtype=np.float64)
     # max(p/t, t/p) < 1.25 without a division: p < 1.25 t and t < 1.25 p (t > 0).
     close = valid & (pred < DELTA * target) & (target < DELTA * pred)
     close_sum = np.count_nonzero(close, axis=1).astype(np.float64)
@@ -141,7 +141,7 @@ def rmse(pred, target):
 def mae(pred, target):
     """Per-image mean absolute depth error."""
     pred, target, single = _flatten(pred, target, "mae")
-    return _per_image(np.mean(np.abs(pred - target), axis=1, dtype=np.float64), single)
+    return _per_image(np.abs(pred - target).mean(axis=1, dtype=np.float64), single)
 
 
 def absrel(pred, target, eps: float = DEPTH_EPS):

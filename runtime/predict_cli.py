@@ -75,7 +75,11 @@ def run_predict(
             written = _predict_video(predictor, Path(video), out, kinds, batch, threshold, progress)
             count = written.pop("frames")
         else:
-            paths = [Path(scene)] if scene is not None else list_images(Path(scenes), exclude=bg)
+            if scene is not None:
+                paths = [Path(scene)]
+            else:
+                assert scenes is not None  # exactly one of scene, scenes, video: checked above
+                paths = list_images(Path(scenes), exclude=bg)
             count = _predict_images(predictor, paths, out, kinds, batch, threshold, progress)
             written = {}
     seconds = time.perf_counter() - start
@@ -241,7 +245,7 @@ def write_video(path: Path, frames: Iterable[np.ndarray], fps: float) -> int:
         for frame in frames:
             if writer is None:
                 height, width = frame.shape[:2]
-                fourcc = cv2.VideoWriter_fourcc(*VIDEO_FOURCC)
+                fourcc = cv2.VideoWriter.fourcc(*VIDEO_FOURCC)
                 writer = cv2.VideoWriter(str(tmp), fourcc, float(fps), (width, height))
                 if not writer.isOpened():
                     raise MaskDepthError(f"{path}: OpenCV cannot write an {VIDEO_FOURCC} video")

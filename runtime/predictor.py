@@ -354,9 +354,9 @@ def open_runner(path: Path, backend: str, device: str, threads: int | None):
         from .runners.tensorrt import TensorRTRunner
 
         info = engine_info(path)  # checks the sidecar: "rebuild with ..." before deserialising
-        runner = TensorRTRunner(path)
-        runner.activate()
-        return runner, info
+        engine_runner = TensorRTRunner(path)
+        engine_runner.activate()
+        return engine_runner, info
     if is_engine:
         raise MaskDepthError(f"{path}: a TensorRT engine needs backend 'tensorrt'")
     from .runners.ort import OnnxRuntimeRunner

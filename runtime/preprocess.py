@@ -108,9 +108,7 @@ def prepare_background(
     result depends only on the bg and ``scene_size``: a fixed camera prepares it once.
     """
     bg = as_rgb(bg, "bg")
-    return _normalise(
-        resize_image(resize_image(bg, tuple(scene_size)), pre.size), pre, BG_CHANNELS, out
-    )
+    return _normalise(resize_image(resize_image(bg, scene_size), pre.size), pre, BG_CHANNELS, out)
 
 
 def prepare_scene(

@@ -76,3 +76,12 @@ def test_bench_bad_input_is_one_line(tmp_path, capsys):
     assert "missing.onnx" in err and len(err.splitlines()) == 1
     with pytest.raises(SystemExit):
         main(["bench", "m.onnx", "--out", str(tmp_path), "--batch", "0,x"])
+
+
+def test_machine_describes_a_gpu_it_is_given():
+    from maskdepth.benchmarks.bench import machine
+    from maskdepth.runtime.runners.cuda import GpuInfo
+
+    described = machine(GpuInfo(0, "NVIDIA H200", "9.0"))
+    assert described["gpu"] == "NVIDIA H200 (compute capability 9.0)"
+    assert machine(None)["gpu"] == "none" and described["cores"] >= 1

@@ -19,7 +19,7 @@ def _cli(*args, cwd=None):
 def test_help_lists_every_subcommand():
     done = _cli("--help")
     assert done.returncode == 0
-    for name in ("data", "train", "eval", "export", "predict", "bench", "demo"):
+    for name in ("data", "train", "eval", "export", "predict", "bench", "demo", "doctor"):
         assert name in done.stdout
     done = _cli("data", "--help")
     for verb in ("compose", "synth", "info", "show"):
@@ -174,3 +174,32 @@ def test_ctrl_c_stops_cleanly_and_marks_the_dataset_incomplete(tmp_path, verb):
     assert not list(out.rglob("*.part"))
     done = _cli("data", "info", out)
     assert done.returncode == 2 and "stopped before finishing this dataset" in done.stderr
+
+
+@pytest.mark.slow
+def test_train_on_a_truncated_jpg_says_one_line_and_how_to_skip(tmp_path, capfd):
+    from conftest import write_seed_dataset
+
+    root = tmp_path / "seed"
+    write_seed_dataset(root, backgrounds=2, per_background=6, size=32, suffix=".jpg")
+    for name in ("1/2", "1/3", "2/8"):  # three of twelve: the training split holds some
+        broken = root / "fg_bg" / f"{name}.jpg"
+        broken.write_bytes(broken.read_bytes()[:200])  # a download cut short
+    args = ["train", "--data", str(root), "--size", "16", "--batch", "2", "--epochs", "1"]
+    args += ["--threads", "1", "--workers", "2", "--model", "u2netp-lite", "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "run")]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1, err
+    assert ": unreadable or truncated image (--skip-bad skips broken scenes)" in err[0]
+    assert "/fg_bg/" in err[0] and "Traceback" not in err[0]
+    assert main([*args, "--skip-bad", "--out", str(tmp_path / "skipped")]) == 0
+
+
+def test_doctor_says_what_this_machine_can_do(capsys):
+    assert main(["doctor"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split("  ")[0]: line for line in lines}
+    assert {"cpu", "gpu", "onnxruntime", "run onnx cpu"} <= set(rows)
+    assert " ok " in rows["run onnx cpu"]
+    assert main(["doctor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["checks"]

@@ -258,6 +258,18 @@ def test_sidecar_mismatch_says_how_to_rebuild(tmp_path):
         check_sidecar(sidecar, None, None, engine_path=engine)
 
 
+def test_rebuild_for_a_gpu_tensorrt_rtx_cannot_target_names_full_tensorrt(tmp_path):
+    engine, sidecar = _sidecar(tmp_path)
+    with pytest.raises(MaskDepthError) as caught:
+        check_sidecar(sidecar, "1.7.1.116", "9.0", gpu_name="NVIDIA H200", engine_path=engine)
+    message = str(caught.value)
+    assert "--compute-capability" not in message  # export would refuse 9.0 for TensorRT-RTX
+    assert message.endswith(
+        f"--out {engine} (on this machine, with tensorrt installed: TensorRT for RTX does not "
+        "target compute capability 9.0)"
+    )
+
+
 def test_sidecar_for_tensorrt_checks_the_gpu(tmp_path):
     target = {"gpu": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"}
     engine, sidecar = _sidecar(tmp_path, "tensorrt", target)
@@ -270,6 +282,25 @@ def test_sidecar_for_tensorrt_checks_the_gpu(tmp_path):
         check_sidecar(sidecar, "1.7.1.116", "9.0", gpu_name="NVIDIA H100", engine_path=engine)
     with pytest.warns(UserWarning, match="same compute capability 8.0"):
         check_sidecar(sidecar, "1.7.1.116", "8.0", gpu_name="NVIDIA A100-PCIE", engine_path=engine)
+
+
+def test_an_engine_whose_flavour_is_missing_names_the_pip_command(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("full TensorRT is installed here")
+    from maskdepth.runtime import TensorRTRunner
+
+    target = {"gpu": "NVIDIA A100-SXM4-40GB", "compute_capability": "8.0"}
+    engine, _ = _sidecar(tmp_path, flavour="tensorrt", target=target)
+    runner = TensorRTRunner(engine)
+    with pytest.raises(MissingDependencyError) as caught:
+        runner.activate()
+    assert str(caught.value) == (
+        f"{engine}: running this engine needs tensorrt 1.7.1.116, which is not installed: "
+        "pip install tensorrt==1.7.1.116"
+    )
+    assert not runner.is_active
 
 
 def test_missing_or_damaged_sidecar(tmp_path):

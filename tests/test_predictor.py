@@ -20,7 +20,13 @@ from maskdepth.runtime.compare import DiffAccumulator
 from maskdepth.runtime.image import encode_image, write_image
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.preprocess import Preprocessing, prepare_pair, resize_image, resize_map
-from maskdepth.runtime.runners.ort import OnnxRuntimeRunner, _precision_of, ort
+from maskdepth.runtime.runners.ort import (
+    OnnxRuntimeRunner,
+    _precision_of,
+    fallback_problem,
+    ort,
+    wanted_gpu_providers,
+)
 from maskdepth.runtime.visualize import depth_colormap, mask_overlay
 
 TINY_SIZE = (16, 24)  # (height, width): not square, so a swapped axis shows
@@ -388,16 +394,54 @@ def test_closed_predictor_refuses_to_run(tiny):
 @pytest.mark.skipif(
     "CUDAExecutionProvider" in ort.get_available_providers(), reason="this machine has CUDA"
 )
-def test_asking_for_cuda_without_it_warns_loudly_and_tells_the_truth(tiny, capfd):
-    with pytest.warns(RuntimeWarning, match="asked for device 'cuda'.*runs it on CPUExecution"):
-        predictor = Predictor(tiny, device="cuda")
-    assert predictor.device == "cpu" and predictor.provider == "CPUExecutionProvider"
-    err = capfd.readouterr().err
-    assert err.count("maskdepth: WARNING:") == 1 and "no CUDAExecutionProvider" in err
-    assert_result(predictor.predict(rgb(1), rgb(2)), rgb(1), rgb(2))
+def test_asking_for_cuda_without_it_is_one_clear_error(tiny):
+    with pytest.raises(MaskDepthError, match="asked for device 'cuda'.*runs it on CPUExecution"):
+        Predictor(tiny, device="cuda")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # "auto" without a GPU is no surprise: no warning
         assert Predictor(tiny, device="auto").device == "cpu"
+
+
+GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+CPU_BUILD = ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize(
+    "requested, tensorrt, available, wanted",
+    [
+        ("cpu", False, GPU_BUILD, []),
+        ("auto", False, CPU_BUILD, []),  # a CPU-only build: nothing to ask for, no warning
+        ("auto", False, GPU_BUILD, ["CUDAExecutionProvider"]),
+        ("cuda", False, CPU_BUILD, ["CUDAExecutionProvider"]),  # asked: its absence is news
+        ("auto", True, GPU_BUILD, ["TensorrtExecutionProvider", "CUDAExecutionProvider"]),
+    ],
+)
+def test_gpu_provider_choice_from_the_providers_onnxruntime_has(
+    requested, tensorrt, available, wanted
+):
+    assert wanted_gpu_providers(requested, tensorrt, available) == wanted
+
+
+def test_fallback_problems_name_the_cause_and_the_fix():
+    cuda = ["CUDAExecutionProvider"]
+    assert fallback_problem("auto", cuda, set(GPU_BUILD), cuda + CPU_BUILD) is None
+    absent = fallback_problem("cuda", cuda, set(CPU_BUILD), CPU_BUILD)
+    assert "no CUDAExecutionProvider (it has CPUExecutionProvider)" in absent
+    assert "pip install 'maskdepth[gpu]'" in absent and "device 'cpu'" in absent
+    failed = fallback_problem("auto", cuda, set(GPU_BUILD), CPU_BUILD)
+    assert "runs it on CPUExecutionProvider" in failed and "cuDNN" in failed
+    trt = fallback_problem("auto", GPU_BUILD[:2], set(GPU_BUILD), GPU_BUILD[1:])
+    assert "TensorRT provider did not start" in trt
+
+
+def test_auto_whose_gpu_provider_fails_warns_loudly_once(tiny, capfd):
+    """onnxruntime-gpu on a machine whose CUDA libraries are missing: the session runs on the
+    CPU. Shown with the real runner by asking for a provider that cannot start here."""
+    runner = OnnxRuntimeRunner(tiny, device="auto")
+    runner.requested_device, wanted = "auto", ["CUDAExecutionProvider"]
+    with pytest.warns(RuntimeWarning, match="asked for device 'auto'.*runs it on CPUExecution"):
+        runner._warn_if_fallen_back(wanted, set(GPU_BUILD), CPU_BUILD)
+    assert capfd.readouterr().err.count("maskdepth: WARNING:") == 1
 
 
 def test_runner_keeps_its_old_constructor_and_exposes_metadata(tiny):

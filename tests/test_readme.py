@@ -17,6 +17,7 @@ def test_python_api_example_runs(tmp_path):
     assert tuple(scope["batch"]["input"].shape) == (32, 6, 96, 96)
     assert tuple(scope["batch"]["mask"].shape) == (32, 1, 96, 96)
     assert len(scope["val_idx"]) == 10  # one of eight backgrounds, whole
+    assert tuple(scope["outputs"]["mask"][0].shape) == (32, 1, 96, 96)  # the zoo, from the top
 
 
 def _python_blocks() -> list[str]:

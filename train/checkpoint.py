@@ -120,7 +120,10 @@ def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> tuple[nn.Module, 
 
 def rng_state() -> dict:
     """Every global RNG's state as tensors and plain types (weights_only-safe)."""
-    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    if isinstance(state, dict):  # legacy=True gives a dict only for a generator other than MT19937
+        raise TypeError("numpy's global generator is not MT19937; its state cannot be saved")
+    kind, keys, pos, has_gauss, cached = state
     return {
         "torch": torch.get_rng_state(),
         "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), pos, has_gauss, cached],

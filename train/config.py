@@ -11,8 +11,8 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.runners.cuda import DEVICES
 
-DEVICES = ("auto", "cpu", "cuda")
 SPLIT_BY = ("scene", "background")  # the same names as maskdepth.train.data.split.SPLIT_BY
 
 # Options that shape the training trajectory: ``--resume`` refuses to continue a run when one

@@ -23,6 +23,11 @@ def open_data(spec: str, *, size: int, binarize: bool, skip_bad: bool, synth: di
     if spec == "synth":
         from .data.synth import SynthSource
 
+        if synth is None:  # a checkpoint trained on a dataset folder, evaluated on --data synth
+            raise MaskDepthError(
+                "--data synth: no synth count, seed and per_background to render with "
+                "(the checkpoint was not trained on synthetic data)"
+            )
         return SynthSource(size=size, **synth)
     path = Path(spec)
     if not path.is_dir():

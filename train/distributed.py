@@ -61,8 +61,8 @@ def setup(job: Dist, device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
-    kwargs = {"device_id": device} if device.type == "cuda" else {}
-    dist.init_process_group(backend, rank=job.rank, world_size=job.world, **kwargs)
+    device_id = device if device.type == "cuda" else None  # None: init_process_group's default
+    dist.init_process_group(backend, rank=job.rank, world_size=job.world, device_id=device_id)
 
 
 def shutdown() -> None:

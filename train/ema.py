@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
 
+_Params = tuple[torch.Tensor, ...] | list[torch.Tensor]  # what AveragedModel's multi_avg_fn gets
 EMA_WARMUP = 10  # the effective decay is min(decay, (1 + n) / (WARMUP + n)) after n updates
 
 
@@ -29,7 +30,7 @@ def make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
     if decay <= 0:
         return None
 
-    def average(ema_params, params, updates: torch.Tensor) -> None:
+    def average(ema_params: _Params, params: _Params, updates: torch.Tensor | int) -> None:
         get_ema_multi_avg_fn(warmup_decay(decay, int(updates)))(ema_params, params, updates)
 
     return AveragedModel(model, multi_avg_fn=average, use_buffers=True)

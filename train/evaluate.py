@@ -50,7 +50,8 @@ def evaluate(
         raise MaskDepthError(f"{data or ckpt['data']['spec']}: no scenes in the {split} split")
     dataset = MaskDepthDataset(source, indices, pre, augment=None, skip_bad=skip_bad)
     target = pick_device(device, from_environment())
-    model = model.to(target, memory_format=torch.channels_last)
+    # Module.to takes memory_format (documented, and done at runtime); torch's overloads omit it.
+    model = model.to(target, memory_format=torch.channels_last)  # type: ignore[call-overload]
     scores = TorchMetricAccumulator(device=target)
     loader = make_loader(dataset, batch, workers=min(workers, len(indices)), shuffle=False)
     with torch.inference_mode():

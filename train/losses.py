@@ -28,13 +28,13 @@ def parse_terms(spec: str | Mapping[str, float], task: str) -> dict[str, float]:
     """``"l1+0.5*ssim"`` or ``{"l1": 1, "ssim": 0.5}`` -> ``{"l1": 1.0, "ssim": 0.5}``, checked."""
     valid = TASKS[task]
     if isinstance(spec, str):
-        items = []
+        items: list[tuple[str, float]] = []
         for part in spec.replace(" ", "").split("+"):
-            weight, _, name = part.rpartition("*")
+            factor, _, name = part.rpartition("*")
             try:
-                items.append((name, float(weight) if weight else 1.0))
+                items.append((name, float(factor) if factor else 1.0))
             except ValueError:
-                raise MaskDepthError(f"{task} loss {spec!r}: bad weight {weight!r}") from None
+                raise MaskDepthError(f"{task} loss {spec!r}: bad weight {factor!r}") from None
     else:
         items = [(str(name), float(weight)) for name, weight in spec.items()]
     terms: dict[str, float] = {}
@@ -84,15 +84,22 @@ class LossConfig:
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise MaskDepthError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
 
+    def terms(self, task: str) -> Mapping[str, float]:
+        """The parsed terms of ``task`` ("mask" or "depth"), as ``__post_init__`` stored them."""
+        spec = self.mask if task == "mask" else self.depth
+        if isinstance(spec, str):  # never: __post_init__ replaced the spec with its terms
+            return parse_terms(spec, task)
+        return spec
+
     def describe(self) -> str:
         """One line for logs, e.g. ``mask=bce+dice depth=l1+ssim``."""
-        return f"mask={format_terms(self.mask)} depth={format_terms(self.depth)}"
+        return f"mask={format_terms(self.terms('mask'))} depth={format_terms(self.terms('depth'))}"
 
     def to_dict(self) -> dict:
         """Plain types only, for checkpoints loaded with ``weights_only=True``."""
         return {f.name: getattr(self, f.name) for f in fields(self)} | {
-            "mask": dict(self.mask),
-            "depth": dict(self.depth),
+            "mask": dict(self.terms("mask")),
+            "depth": dict(self.terms("depth")),
         }
 
     @classmethod
@@ -189,12 +196,18 @@ def _task_outputs(outputs: Mapping, task: str, target: torch.Tensor) -> Sequence
 
 
 def _task_loss(
-    maps: Sequence[torch.Tensor], target: torch.Tensor, terms: Mapping[str, float], config
-) -> tuple[torch.Tensor, dict]:
-    """Weighted sum of the terms over fused (weight 1) and side outputs (``side_weight``)."""
+    maps: Sequence[torch.Tensor],
+    target: torch.Tensor,
+    terms: Mapping[str, float],
+    config: LossConfig,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Weighted sum of the terms over fused (weight 1) and side outputs (``side_weight``).
+
+    ``maps`` is not empty (the fused output always counts) and neither is ``terms``.
+    """
     target = target.float()
     needs_prob = any(name != "bce" for name in terms)
-    per_term = dict.fromkeys(terms, 0.0)
+    per_term: dict[str, torch.Tensor] = {}
     for index, logits in enumerate(maps):
         weight = 1.0 if index == 0 else config.side_weight
         if weight == 0:
@@ -202,8 +215,12 @@ def _task_loss(
         logits = logits.float()
         prob = torch.sigmoid(logits) if needs_prob else None
         for name in terms:
-            per_term[name] = per_term[name] + weight * _term(name, logits, prob, target, config)
-    total = sum(weight * per_term[name] for name, weight in terms.items())
+            value = weight * _term(name, logits, prob, target, config)
+            per_term[name] = per_term[name] + value if name in per_term else value
+    weighted = [weight * per_term[name] for name, weight in terms.items()]
+    total = weighted[0]
+    for value in weighted[1:]:
+        total = total + value
     return total, per_term
 
 
@@ -224,11 +241,14 @@ def compute_loss(
     device_type = mask.device.type
     with torch.autocast(device_type=device_type, enabled=False):
         parts: dict[str, torch.Tensor] = {}
-        total = 0.0
+        task_totals: dict[str, torch.Tensor] = {}
         for task, target in (("mask", mask), ("depth", depth)):
             maps = _task_outputs(outputs, task, target)
-            task_total, per_term = _task_loss(maps, target, getattr(config, task), config)
-            total = total + getattr(config, f"{task}_weight") * task_total
-            parts[task] = torch.as_tensor(task_total).detach()
+            task_total, per_term = _task_loss(maps, target, config.terms(task), config)
+            task_totals[task] = task_total
+            parts[task] = task_total.detach()
             parts.update({f"{task}/{name}": value.detach() for name, value in per_term.items()})
+        total = (
+            config.mask_weight * task_totals["mask"] + config.depth_weight * task_totals["depth"]
+        )
     return total, parts

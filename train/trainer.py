@@ -94,13 +94,26 @@ def pick_device(choice: str, job: Dist) -> torch.device:
     return torch.device("cpu")
 
 
-def amp_dtype(amp: bool, device: torch.device) -> torch.dtype | None:
-    """bf16 where the device has it (no loss scaling needed), else fp16 with a GradScaler."""
+def amp_dtype(amp: bool, device: torch.device, bf16: bool | None = None) -> torch.dtype | None:
+    """bf16 where the device has it (no loss scaling needed), else fp16 with a GradScaler.
+
+    ``bf16`` says whether a CUDA device has bf16; None asks torch. Other devices autocast in
+    bf16 (the CPU's autocast dtype).
+    """
     if not amp:
         return None
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        return torch.float16
+    if device.type == "cuda":
+        if bf16 is None:
+            bf16 = torch.cuda.is_bf16_supported()
+        if not bf16:
+            return torch.float16
     return torch.bfloat16
+
+
+def scales_loss(dtype: torch.dtype | None) -> bool:
+    """Whether training in autocast ``dtype`` needs a GradScaler: only fp16, whose narrow range
+    lets small gradients underflow (bf16 has float32's range)."""
+    return dtype == torch.float16
 
 
 class Run:
@@ -123,7 +136,13 @@ class Run:
         self.elapsed_before = 0.0  # seconds of this run before a --resume
         self.metrics: dict = {}
         self.lr = self.optimizer.param_groups[0]["lr"]
-        self.best = {"epoch": None, "step": None, "iou": None, "rmse": None, "score": None}
+        self.best: dict[str, float | None] = {
+            "epoch": None,
+            "step": None,
+            "iou": None,
+            "rmse": None,
+            "score": None,
+        }
         self.sums = self._zero_sums()
         if resumed is not None:
             self._restore(resumed)
@@ -163,9 +182,17 @@ class Run:
                 f"out of {len(self.source)}"
             )
         augment = preset(config.augment)
-        common = {"pre": self.pre, "seed": config.seed, "skip_bad": config.skip_bad}
-        self.train_set = MaskDepthDataset(self.source, train_idx, augment=augment, **common)
-        self.val_set = MaskDepthDataset(self.source, val_idx, **common)
+        self.train_set = MaskDepthDataset(
+            self.source,
+            train_idx,
+            pre=self.pre,
+            augment=augment,
+            seed=config.seed,
+            skip_bad=config.skip_bad,
+        )
+        self.val_set = MaskDepthDataset(
+            self.source, val_idx, pre=self.pre, seed=config.seed, skip_bad=config.skip_bad
+        )
         self.sampler = EpochSampler(
             len(self.train_set), config.batch, config.seed, self.job, config.accumulate
         )
@@ -175,12 +202,21 @@ class Run:
                 f"{config.batch} x --accumulate {config.accumulate} x {self.job.world} "
                 "process(es); lower --batch"
             )
-        loader = {"workers": config.workers, "pin_memory": self.device.type == "cuda"}
+        pin_memory = self.device.type == "cuda"
         self.train_loader = make_loader(
-            self.train_set, config.batch, sampler=self.sampler, seed=config.seed, **loader
+            self.train_set,
+            config.batch,
+            workers=config.workers,
+            sampler=self.sampler,
+            seed=config.seed,
+            pin_memory=pin_memory,
         )
         self.val_loader = make_loader(
-            self.val_set, config.batch, sampler=ShardSampler(len(self.val_set), self.job), **loader
+            self.val_set,
+            config.batch,
+            workers=config.workers,
+            sampler=ShardSampler(len(self.val_set), self.job),
+            pin_memory=pin_memory,
         )
         picks = np.unique(np.linspace(0, len(val_idx) - 1, min(config.samples, len(val_idx))))
         self.sample_indices = [int(val_idx[int(i)]) for i in picks]
@@ -198,7 +234,8 @@ class Run:
             if self.device.type != "cuda":
                 raise MaskDepthError("--sync-bn needs CUDA (SyncBatchNorm does not run on CPU)")
             model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        self.model = model.to(self.device, memory_format=CHANNELS_LAST)
+        # Module.to takes memory_format (documented, and done at runtime); torch's stubs omit it.
+        self.model: nn.Module = model.to(self.device, memory_format=CHANNELS_LAST)  # type: ignore[call-overload]
         self.ema = make_ema(self.model, config.ema_decay)
         self.net = self.model
         if self.job.active:
@@ -218,8 +255,7 @@ class Run:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
         self.schedule.apply(self.optimizer, 0.0)
         self.dtype = amp_dtype(config.amp, self.device)
-        fp16 = self.dtype == torch.float16
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=fp16)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=scales_loss(self.dtype))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -454,7 +490,7 @@ class Run:
     def _part_names(self) -> list[str]:
         names = ["mask", "depth"]
         for task in ("mask", "depth"):
-            names += [f"{task}/{term}" for term in getattr(self.loss_config, task)]
+            names += [f"{task}/{term}" for term in self.loss_config.terms(task)]
         return names
 
     @torch.no_grad()
@@ -486,10 +522,10 @@ class Run:
         """The epoch's training columns, summed over ranks."""
         parts = distributed.all_sum(self.sums["parts"].clone(), self.job)
         images = float(distributed.all_sum(self.sums["images"].clone(), self.job))
-        metrics = self._metric_accumulator(self.sums["metrics"])
+        accumulator = self._metric_accumulator(self.sums["metrics"])
         if self.job.active:
-            metrics.all_reduce()
-        metrics = metrics.compute()
+            accumulator.all_reduce()
+        metrics = accumulator.compute()
         names = ["loss", *self._part_names()]
         images = max(images, 1.0)
         row = {f"train_{n.replace('/', '_')}": float(v) / images for n, v in zip(names, parts)}
@@ -594,8 +630,8 @@ class Run:
                 continue
         if not samples:
             return []
-        inputs = np.stack([prepare_pair(s.bg, s.scene, self.pre) for s in samples])
-        inputs = torch.from_numpy(inputs).to(self.device).contiguous(memory_format=CHANNELS_LAST)
+        pairs = np.stack([prepare_pair(s.bg, s.scene, self.pre) for s in samples])
+        inputs = torch.from_numpy(pairs).to(self.device).contiguous(memory_format=CHANNELS_LAST)
         with torch.autocast(self.device.type, dtype=self.dtype, enabled=self.dtype is not None):
             outputs = model(inputs)
         mask = torch.sigmoid(outputs["mask"][0].float())[:, 0].cpu().numpy()

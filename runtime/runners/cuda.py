@@ -10,12 +10,13 @@ import ctypes
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
 from ..errors import MaskDepthError, MissingDependencyError
 
+DEVICES = ("auto", "cpu", "cuda")  # what every --device accepts
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
 
 
@@ -43,6 +44,20 @@ def gpu_info(index: int = 0) -> GpuInfo | None:
     driver.cuDeviceGetAttribute(ctypes.byref(major), _CC_MAJOR, device)
     driver.cuDeviceGetAttribute(ctypes.byref(minor), _CC_MINOR, device)
     return GpuInfo(index, name.value.decode(errors="replace"), f"{major.value}.{minor.value}")
+
+
+def check_device(choice: str, gpu: GpuInfo | None | Literal["probe"] = "probe") -> None:
+    """Refuse ``--device cuda`` in one line, before any work, on a machine without a CUDA GPU
+    (``gpu``: the GPU to go by, by default the one found here). Whether a library can use the
+    GPU (torch's CUDA build, onnxruntime's CUDA provider) is checked where it is used."""
+    if choice not in DEVICES:
+        raise MaskDepthError(f"--device {choice}: expected one of {', '.join(DEVICES)}")
+    if choice == "cuda" and (gpu_info() if gpu == "probe" else gpu) is None:
+        raise MaskDepthError(
+            "--device cuda: no CUDA GPU on this machine (no NVIDIA driver, or no GPU visible "
+            "through CUDA_VISIBLE_DEVICES); use --device cpu, or auto to take a GPU when there "
+            "is one (maskdepth doctor says what this machine has)"
+        )
 
 
 def _driver() -> ctypes.CDLL | None:
@@ -136,7 +151,9 @@ class _PyCuda:
         return self.cuda.pagelocked_empty(max(nbytes, 1), np.uint8)
 
     def pinned_free(self, host: np.ndarray) -> None:
-        host.base.free()
+        # pagelocked_empty's array views a pycuda HostAllocation, its .base (pycuda is untyped)
+        allocation: Any = host.base
+        allocation.free()
 
     def to_device(self, buffer, host: np.ndarray) -> None:
         self.cuda.memcpy_htod_async(buffer, host, self.stream)

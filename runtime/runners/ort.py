@@ -14,16 +14,17 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from ..errors import MaskDepthError, require
 from ..model_info import read_onnx_info
 from .base import Runner
+from .cuda import DEVICES
 
 ort = require("onnxruntime", "cpu", "running ONNX models (maskdepth.runtime)")
 
-DEVICES = ("auto", "cpu", "cuda")
 CPU, CUDA, TENSORRT = "CPUExecutionProvider", "CUDAExecutionProvider", "TensorrtExecutionProvider"
 GPU_PROVIDERS = (TENSORRT, CUDA)
 
@@ -86,7 +87,8 @@ class OnnxRuntimeRunner(Runner):
         self.tensorrt = tensorrt
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.io_binding = io_binding
-        self.session = None
+        # an onnxruntime InferenceSession (the library is untyped) while active, else None
+        self.session: Any | None = None
         self.device: str | None = None
         self.provider: str | None = None
         self.metadata: dict[str, str] = {}
@@ -103,28 +105,25 @@ class OnnxRuntimeRunner(Runner):
             options.intra_op_num_threads = self.threads
         providers = [self._provider_entry(p) for p in wanted if p in available] + [CPU]
         try:
-            self.session = ort.InferenceSession(self.model, options, providers=providers)
+            session = ort.InferenceSession(self.model, options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types per failure
             first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             raise MaskDepthError(
                 f"{self.source}: onnxruntime cannot load it: {first_line}"
             ) from exc
-        running = self.session.get_providers()
+        self.session = session
+        running = session.get_providers()
         self.provider = running[0]
         self.device = "cuda" if self.provider in GPU_PROVIDERS else "cpu"
-        self.metadata = dict(self.session.get_modelmeta().custom_metadata_map)
-        self._output_names = [o.name for o in self.session.get_outputs()]
+        self.metadata = dict(session.get_modelmeta().custom_metadata_map)
+        self._output_names = [o.name for o in session.get_outputs()]
         self._bind = self.device == "cuda" if self.io_binding is None else self.io_binding
         self._warn_if_fallen_back(wanted, available, running)
 
     def _wanted_gpu_providers(self) -> list[str]:
-        """GPU providers to ask for, best first. TensorRT when asked for; CUDA for "cuda", and
-        for "auto" only when this onnxruntime has it (a CPU-only build is no surprise there)."""
-        if self.requested_device == "cpu":
-            return []
-        has_cuda = CUDA in ort.get_available_providers()
-        cuda = [CUDA] if self.requested_device == "cuda" or has_cuda else []
-        return ([TENSORRT] if self.tensorrt else []) + cuda
+        return wanted_gpu_providers(
+            self.requested_device, self.tensorrt, ort.get_available_providers()
+        )
 
     def _provider_entry(self, provider: str) -> str | tuple[str, dict]:
         if provider != TENSORRT:
@@ -146,23 +145,14 @@ class OnnxRuntimeRunner(Runner):
         )
 
     def _warn_if_fallen_back(self, wanted: list[str], available: set, running: list[str]) -> None:
-        missing = [p for p in wanted if p not in running]
-        if not missing:
+        """Device "cuda" that does not run on a GPU is an error; "auto" whose GPU provider did
+        not start is a loud warning (a Python warning and one stderr line)."""
+        problem = fallback_problem(self.requested_device, wanted, available, running)
+        if problem is None:
             return
-        absent = [p for p in missing if p not in available]
-        if absent:
-            reason = (
-                f"this onnxruntime has no {', '.join(absent)} (it has "
-                f"{', '.join(sorted(available))}); pip install 'maskdepth[gpu]'"
-            )
-        elif missing == [TENSORRT]:
-            reason = "the TensorRT provider did not start (TensorRT libraries on the path?)"
-        else:
-            reason = "the provider failed to start (CUDA and cuDNN libraries on the path?)"
-        message = (
-            f"{self.source}: asked for device {self.requested_device!r} "
-            f"({', '.join(wanted)}) but onnxruntime runs it on {self.provider}: {reason}"
-        )
+        message = f"{self.source}: {problem}"
+        if self.requested_device == "cuda":
+            raise MaskDepthError(message)
         warnings.warn(message, RuntimeWarning, stacklevel=4)
         print(f"maskdepth: WARNING: {message}", file=sys.stderr)
 
@@ -171,7 +161,7 @@ class OnnxRuntimeRunner(Runner):
     def get_input_metadata_impl(self) -> dict[str, tuple[np.dtype, tuple]]:
         return {
             i.name: (np.dtype(_DTYPES.get(i.type, np.float32)), tuple(i.shape))
-            for i in self.session.get_inputs()
+            for i in self._live_session().get_inputs()
         }
 
     def to_device(self, array: np.ndarray):
@@ -183,9 +173,10 @@ class OnnxRuntimeRunner(Runner):
         return array
 
     def infer_impl(self, feed: dict) -> dict[str, np.ndarray]:
+        session = self._live_session()
         if not self._bind:
-            return dict(zip(self._output_names, self.session.run(self._output_names, feed)))
-        binding = self.session.io_binding()  # one per call: the session is shared by threads
+            return dict(zip(self._output_names, session.run(self._output_names, feed)))
+        binding = session.io_binding()  # one per call: the session is shared by threads
         for name, value in feed.items():
             if isinstance(value, ort.OrtValue):
                 binding.bind_ortvalue_input(name, value)
@@ -193,11 +184,51 @@ class OnnxRuntimeRunner(Runner):
                 binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in self._output_names:
             binding.bind_output(name, self.device)
-        self.session.run_with_iobinding(binding)
+        session.run_with_iobinding(binding)
         return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
+
+    def _live_session(self) -> Any:
+        if self.session is None:
+            raise MaskDepthError(f"{self.source}: call activate() (or use 'with') before inference")
+        return self.session
 
     def deactivate_impl(self) -> None:
         self.session = None
+
+
+def wanted_gpu_providers(requested: str, tensorrt: bool, available: list[str]) -> list[str]:
+    """GPU providers to ask for, best first. TensorRT when asked for; CUDA for "cuda", and for
+    "auto" only when this onnxruntime has it (a CPU-only build is no surprise there)."""
+    if requested == "cpu":
+        return []
+    cuda = [CUDA] if requested == "cuda" or CUDA in available else []
+    return ([TENSORRT] if tensorrt else []) + cuda
+
+
+def fallback_problem(
+    requested: str, wanted: list[str], available: set[str] | list[str], running: list[str]
+) -> str | None:
+    """What went wrong when a wanted GPU provider is not among those the session runs, with
+    what to do about it; None when nothing did."""
+    missing = [p for p in wanted if p not in running]
+    if not missing:
+        return None
+    absent = [p for p in missing if p not in available]
+    if absent:
+        reason = (
+            f"this onnxruntime has no {', '.join(absent)} (it has "
+            f"{', '.join(sorted(available))}); pip install 'maskdepth[gpu]'"
+        )
+        if requested == "cuda":
+            reason += " for a CUDA GPU, or use device 'cpu'"
+    elif missing == [TENSORRT]:
+        reason = "the TensorRT provider did not start (TensorRT libraries on the path?)"
+    else:
+        reason = "the provider failed to start (CUDA and cuDNN libraries on the path?)"
+    return (
+        f"asked for device {requested!r} ({', '.join(wanted)}) but onnxruntime runs it on "
+        f"{running[0]}: {reason}"
+    )
 
 
 def _precision_of(model: str | bytes) -> str:

@@ -18,6 +18,7 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
+from typing import Any, NamedTuple, Protocol, SupportsInt
 
 import numpy as np
 
@@ -28,16 +29,27 @@ from .base import Runner
 from .cuda import CudaMemory, gpu_info, open_cuda_memory
 
 AXES = ("batch", "channels", "height", "width")
-_LOGGERS: dict[str, object] = {}
 
 
-def flavour_logger(trt: ModuleType, flavour: str):
+class FlavourLogger(Protocol):
+    """What maskdepth reads of the ``trt.ILogger`` that :func:`flavour_logger` makes."""
+
+    errors: list[str]  # the error messages TensorRT logged, oldest first
+
+
+_LOGGERS: dict[str, FlavourLogger] = {}
+
+
+def flavour_logger(trt: ModuleType, flavour: str) -> FlavourLogger:
     """One logger per flavour for the process (TensorRT keeps the first it is given): it keeps
     the errors for our one-line messages (``.errors``) and passes warnings on as Python
     warnings; info and verbose messages are dropped."""
     if flavour not in _LOGGERS:
+        # The base class comes from the flavour's module, imported at run time, and TensorRT
+        # has no type information: to mypy it is Any (the subclass's own code is still checked).
+        base: Any = trt.ILogger
 
-        class Logger(trt.ILogger):
+        class Logger(base):
             def __init__(self) -> None:
                 trt.ILogger.__init__(self)
                 self.errors: list[str] = []
@@ -55,8 +67,17 @@ def flavour_logger(trt: ModuleType, flavour: str):
 @dataclass
 class _Buffer:
     host: np.ndarray  # pinned, uint8
-    device: object  # pycuda DeviceAllocation or an int address
+    device: SupportsInt  # pycuda DeviceAllocation or an int address; int() gives the address
     nbytes: int
+
+
+class _Live(NamedTuple):
+    """What an active runner works with (TensorRT has no type information: its objects are Any)."""
+
+    trt: ModuleType
+    engine: Any  # ICudaEngine
+    context: Any  # IExecutionContext
+    memory: CudaMemory
 
 
 class TensorRTRunner(Runner):
@@ -74,7 +95,12 @@ class TensorRTRunner(Runner):
         self.provider = self.name = self.sidecar["flavour"]
         self.device_index = int(device)
         self._lock = threading.Lock()
-        self._trt = self._runtime = self._engine = self._context = None
+        # Set by activate(), None before it and after deactivate(). TensorRT has no type
+        # information, so its IRuntime, ICudaEngine and IExecutionContext are Any to mypy.
+        self._trt: ModuleType | None = None
+        self._runtime: Any | None = None
+        self._engine: Any | None = None
+        self._context: Any | None = None
         self._memory: CudaMemory | None = None
         self._buffers: dict[str, _Buffer] = {}
         self._tensors: dict[str, tuple[bool, np.dtype]] = {}
@@ -131,7 +157,7 @@ class TensorRTRunner(Runner):
         self._runtime = trt.Runtime(logger)
         if self._runtime is None:
             raise self._failure(logger, "cannot create a TensorRT runtime")
-        self._check_validity(trt, plan)
+        self._check_validity(trt, self._runtime, plan)
         self._engine = self._runtime.deserialize_cuda_engine(plan)
         if self._engine is None:
             raise self._failure(logger, "cannot deserialise the plan", rebuild=True)
@@ -144,11 +170,11 @@ class TensorRTRunner(Runner):
             dtype = np.dtype(trt.nptype(self._engine.get_tensor_dtype(name)))
             self._tensors[name] = (is_input, dtype)
 
-    def _check_validity(self, trt: ModuleType, plan: bytes) -> None:
+    def _check_validity(self, trt: ModuleType, runtime: Any, plan: bytes) -> None:
         """TensorRT-RTX reads the plan's header and says whether it can run here."""
-        if not hasattr(self._runtime, "get_engine_validity"):
+        if not hasattr(runtime, "get_engine_validity"):
             return
-        validity, diagnostics = self._runtime.get_engine_validity(plan)
+        validity, diagnostics = runtime.get_engine_validity(plan)
         if validity == trt.EngineValidity.VALID:
             return
         reasons = [
@@ -165,90 +191,98 @@ class TensorRTRunner(Runner):
             f"{rebuild_command(self.sidecar, self.path)}"
         )
 
-    def _failure(self, logger, what: str, rebuild: bool = False) -> MaskDepthError:
+    def _failure(self, logger: FlavourLogger, what: str, rebuild: bool = False) -> MaskDepthError:
         reason = "; ".join(logger.errors[-3:]) or "no reason given"
         hint = f"; rebuild with: {rebuild_command(self.sidecar, self.path)}" if rebuild else ""
         return MaskDepthError(f"{self.path}: {what}: {reason}{hint}")
 
     # inference
 
+    def _live(self) -> _Live:
+        trt, engine, context, memory = self._trt, self._engine, self._context, self._memory
+        if trt is None or engine is None or context is None or memory is None:
+            raise MaskDepthError(f"{self.path}: call activate() (or use 'with') before inference")
+        return _Live(trt, engine, context, memory)
+
     def get_input_metadata_impl(self) -> dict[str, tuple[np.dtype, tuple]]:
+        engine = self._live().engine
         return {
-            name: (dtype, self._shape_of(name))
+            name: (dtype, self._shape_of(engine, name))
             for name, (is_input, dtype) in self._tensors.items()
             if is_input
         }
 
-    def _shape_of(self, name: str) -> tuple:
-        shape = tuple(self._engine.get_tensor_shape(name))
+    def _shape_of(self, engine: Any, name: str) -> tuple:
+        shape = tuple(engine.get_tensor_shape(name))
         return tuple(AXES[axis] if dim < 0 else dim for axis, dim in enumerate(shape))
 
     def infer_impl(self, feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        with self._lock, self._memory.current():
+        live = self._live()
+        with self._lock, live.memory.current():
             for name, (is_input, _) in self._tensors.items():
                 if is_input:
-                    self._set_input(name, feed[name])
+                    self._set_input(live, name, feed[name])
             outputs = {
-                name: self._bind_output(name)
+                name: self._bind_output(live, name)
                 for name, (is_input, _) in self._tensors.items()
                 if not is_input
             }
-            if not self._context.execute_async_v3(self._memory.stream_handle):
-                raise self._failure(flavour_logger(self._trt, self.provider), "inference failed")
+            if not live.context.execute_async_v3(live.memory.stream_handle):
+                raise self._failure(flavour_logger(live.trt, self.provider), "inference failed")
             for name, host in outputs.items():
-                self._memory.to_host(host, self._buffers[name].device)
-            self._memory.synchronize()
+                live.memory.to_host(host, self._buffers[name].device)
+            live.memory.synchronize()
             return {name: host.copy() for name, host in outputs.items()}
 
-    def _set_input(self, name: str, values: np.ndarray) -> None:
+    def _set_input(self, live: _Live, name: str, values: np.ndarray) -> None:
         dtype = self._tensors[name][1]
         values = np.ascontiguousarray(values, dtype=dtype)
-        if not self._context.set_input_shape(name, values.shape):
-            low, _, high = (tuple(s) for s in self._engine.get_tensor_profile_shape(name, 0))
+        if not live.context.set_input_shape(name, values.shape):
+            low, _, high = (tuple(s) for s in live.engine.get_tensor_profile_shape(name, 0))
             raise MaskDepthError(
                 f"{self.path}: input {name!r} of shape {values.shape}: the engine takes "
                 f"{low} to {high}; rebuild it for this shape (--max-batch, --size, --dynamic)"
             )
-        buffer = self._buffer(name, values.nbytes)
+        buffer = self._buffer(live.memory, name, values.nbytes)
         host = buffer.host[: values.nbytes].view(dtype).reshape(values.shape)
         np.copyto(host, values)
-        self._memory.to_device(buffer.device, host)
-        self._bind(name, buffer)
+        live.memory.to_device(buffer.device, host)
+        self._bind(live.context, name, buffer)
 
-    def _bind_output(self, name: str) -> np.ndarray:
-        shape = tuple(self._context.get_tensor_shape(name))
+    def _bind_output(self, live: _Live, name: str) -> np.ndarray:
+        shape = tuple(live.context.get_tensor_shape(name))
         if any(dim < 0 for dim in shape):
             raise MaskDepthError(f"{self.path}: output {name!r} has no shape yet: {shape}")
         dtype = self._tensors[name][1]
         nbytes = math.prod(shape) * dtype.itemsize
-        buffer = self._buffer(name, nbytes)
-        self._bind(name, buffer)
+        buffer = self._buffer(live.memory, name, nbytes)
+        self._bind(live.context, name, buffer)
         return buffer.host[:nbytes].view(dtype).reshape(shape)
 
-    def _bind(self, name: str, buffer: _Buffer) -> None:
-        if not self._context.set_tensor_address(name, int(buffer.device)):
+    def _bind(self, context: Any, name: str, buffer: _Buffer) -> None:
+        if not context.set_tensor_address(name, int(buffer.device)):
             raise MaskDepthError(f"{self.path}: TensorRT refused the address of {name!r}")
 
-    def _buffer(self, name: str, nbytes: int) -> _Buffer:
+    def _buffer(self, memory: CudaMemory, name: str, nbytes: int) -> _Buffer:
         """The buffers of tensor ``name``, reallocated only when ``nbytes`` outgrows them."""
         buffer = self._buffers.get(name)
         if buffer is None or buffer.nbytes < nbytes:
             if buffer is not None:
-                self._free(buffer)
-            buffer = _Buffer(self._memory.pinned(nbytes), self._memory.device_alloc(nbytes), nbytes)
+                self._free(memory, buffer)
+            buffer = _Buffer(memory.pinned(nbytes), memory.device_alloc(nbytes), nbytes)
             self._buffers[name] = buffer
         return buffer
 
-    def _free(self, buffer: _Buffer) -> None:
-        self._memory.device_free(buffer.device)
-        self._memory.pinned_free(buffer.host)
+    def _free(self, memory: CudaMemory, buffer: _Buffer) -> None:
+        memory.device_free(buffer.device)
+        memory.pinned_free(buffer.host)
 
     def deactivate_impl(self) -> None:
         if self._memory is None:
             return
         with self._memory.current():
             for buffer in self._buffers.values():
-                self._free(buffer)
+                self._free(self._memory, buffer)
             self._buffers.clear()
             self._context = self._engine = self._runtime = None
         self._memory.close()

@@ -121,8 +121,10 @@ class Augment:
 
         Passing the training size folds the crop's resize and the loader's resize into one.
         """
-        size = sample.scene.shape[:2] if size is None else tuple(size)
-        bg, scene, mask, depth = self._geometry(sample, rng, size)
+        if size is None:
+            height, width = sample.scene.shape[:2]
+            size = (height, width)
+        bg, scene, mask, depth = self._geometry(sample, rng, (size[0], size[1]))
         if self.shake:
             bg = _shift(bg, rng.integers(-self.shake, self.shake + 1, 2))
         if self.jitters:
@@ -160,10 +162,11 @@ class Augment:
         return tuple(np.ascontiguousarray(a) for a in images + maps)
 
     def _draw(self, rng: np.random.Generator, share: float, base: Jitter | None) -> Jitter:
-        def factor(strength: float, count: int | None = None) -> np.ndarray:
-            return 1.0 + rng.uniform(-share * strength, share * strength, count)
+        def factor(strength: float) -> float:
+            return 1.0 + rng.uniform(-share * strength, share * strength)
 
-        gains = factor(self.hue, 3)
+        # Drawn first, then the three factors: the order of the draws is part of the augmentation.
+        gains = 1.0 + rng.uniform(-share * self.hue, share * self.hue, 3)
         gains = gains / (gains @ _LUMA)
         drawn = Jitter(
             factor(self.brightness), factor(self.contrast), factor(self.saturation), gains

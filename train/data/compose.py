@@ -187,7 +187,11 @@ def _compose_background(task: _Task) -> tuple[int, DatasetStats]:
             cutout = fg if v == 0 else np.ascontiguousarray(fg[:, ::-1])
             for p, (x, y) in enumerate(xy[v]):
                 scene, mask = paste(task.bg, cutout, int(x), int(y))
-                depth = stand_on_ground(ground, mask) if task.model is None else task.model(scene)
+                if task.model is not None:
+                    depth = task.model(scene)
+                else:
+                    assert ground is not None  # made above for a task without a depth model
+                    depth = stand_on_ground(ground, mask)
                 n = scene_number(task.k, f, v, p, len(task.fgs), task.variants, task.positions)
                 writer.write_scene(task.k, n, Sample(task.bg, scene, mask, depth, f"{task.k}/{n}"))
                 stats.add_scene(scene, mask, depth)

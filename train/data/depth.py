@@ -11,11 +11,15 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.preprocess import resize_image, resize_map
+
+if TYPE_CHECKING:  # imported where used: onnxruntime loads only with a depth model
+    from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
 
 DEPTH_OUTPUTS = ("depth", "disparity")
 
@@ -109,7 +113,7 @@ class OnnxDepthModel:
         if not self.path.is_file():
             raise MaskDepthError(f"{self.path}: no such file; expected a depth model in ONNX")
         self.output = output
-        self._runner = None
+        self._runner: OnnxRuntimeRunner | None = None
         self._input: tuple[str, np.dtype, tuple[int, int] | None] | None = None
 
     @property
@@ -120,7 +124,7 @@ class OnnxDepthModel:
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_runner": None, "_input": None}
 
-    def _open(self):
+    def _open(self) -> OnnxRuntimeRunner:
         if self._runner is None:
             from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
 
@@ -153,6 +157,7 @@ class OnnxDepthModel:
     def __call__(self, scene: np.ndarray) -> np.ndarray:
         """HxW float32 depth in [0, 1] (0 = nearest) for an HxWx3 uint8 RGB scene."""
         runner = self._open()
+        assert self._input is not None  # _open checked the input when it opened the runner
         name, dtype, fixed = self._input
         image = resize_image(scene, fixed) if fixed else scene
         batch = (image.astype(np.float32) / 255).transpose(2, 0, 1)[None].astype(dtype)

@@ -7,7 +7,7 @@ training sees exactly what the exported model will see.
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -86,15 +86,20 @@ class MaskDepthDataset(Dataset):
     def _load(self, item: int) -> tuple[int, Sample]:
         if not self.skip_bad:
             index = int(self.indices[item])
-            return index, self.source[index]
+            try:
+                return index, self.source[index]
+            except MaskDepthError as error:
+                raise MaskDepthError(f"{error} (--skip-bad skips broken scenes)") from None
+        bad = self._bad
+        assert bad is not None  # allocated with skip_bad
         for step in range(len(self.indices)):
             index = int(self.indices[(item + step) % len(self.indices)])
-            if self._bad[index]:
+            if bad[index]:
                 continue
             try:
                 return index, self.source[index]
             except MaskDepthError:
-                self._bad[index] = 1
+                bad[index] = 1
         raise MaskDepthError(f"all {len(self.indices)} samples of the dataset are broken")
 
     def __getitem__(self, item: int) -> dict:
@@ -141,7 +146,7 @@ def make_loader(
         sampler = SequentialSampler(dataset)
     pin_memory = torch.cuda.is_available() if pin_memory is None else pin_memory
     persistent_workers = workers > 0 if persistent_workers is None else persistent_workers
-    return DataLoader(
+    return _Loader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
@@ -153,3 +158,30 @@ def make_loader(
         persistent_workers=persistent_workers and workers > 0,
         prefetch_factor=prefetch_factor if workers > 0 else None,
     )
+
+
+class _Loader(DataLoader):
+    """A DataLoader whose workers' MaskDepthErrors reach the caller as the worker's own one-line
+    message: torch re-raises them with the worker's traceback pasted into the message."""
+
+    # torch types DataLoader.__iter__ as returning its private _BaseDataLoaderIter; callers here
+    # only iterate, and a generator is the one place to catch what the workers raise.
+    def __iter__(self) -> Iterator:  # type: ignore[override]
+        batches = super().__iter__()
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except MaskDepthError as error:
+                raise MaskDepthError(_worker_message(error)) from None
+            yield batch
+
+
+def _worker_message(error: MaskDepthError) -> str:
+    """The message raised inside the worker: the last line of torch's "Caught ... Original
+    Traceback ..." text, after the exception's name."""
+    text = str(error)
+    marker = f"{type(error).__name__}: "
+    last = text.rstrip().splitlines()[-1] if "Original Traceback" in text else ""
+    return last.split(marker, 1)[1] if marker in last else text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
 
 import cv2
@@ -129,6 +129,12 @@ class Shape(Protocol):
     def bounds(self) -> tuple[np.ndarray, np.ndarray] | None: ...
 
 
+class Solid(Shape, Protocol):
+    """A shape of finite size (everything but a plane): it has bounds and a footprint."""
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]: ...
+
+
 def _rotate_y(v: np.ndarray, yaw: float) -> np.ndarray:
     """Rotate vectors (..., 3) about the y axis by ``yaw`` radians (local -> world)."""
     c, s = F32(math.cos(yaw)), F32(math.sin(yaw))
@@ -200,7 +206,7 @@ class Box:
         uv = np.take_along_axis(local, uv_axes, axis=1)
         return _rotate_y(normal, self.yaw), uv
 
-    def bounds(self):
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         r = math.hypot(self.half[0], self.half[2])
         return (
             np.array([self.x - r, 0.0, self.z - r]),
@@ -242,7 +248,7 @@ class Cylinder:
         uv = np.stack([np.where(on_top, lx, around), np.where(on_top, lz, points[:, 1])], axis=1)
         return normal, uv
 
-    def bounds(self):
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         r = self.radius
         return np.array([self.x - r, 0.0, self.z - r]), np.array(
             [self.x + r, self.height, self.z + r]
@@ -285,7 +291,7 @@ class Ellipsoids:
         around = np.arctan2(local[:, 0], local[:, 2]) * radii.mean(axis=1)
         return normal, np.stack([around, points[:, 1]], axis=1)
 
-    def bounds(self):
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         reach = self.radii.max(axis=1, keepdims=True)
         return (self.centres - reach).min(axis=0), (self.centres + reach).max(axis=0)
 
@@ -298,7 +304,10 @@ def corners(bounds: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
 
 def footprint(shape: Shape) -> tuple[float, float, float, float]:
     """(x, z, radius, height) of a solid's footprint on the ground, for contact shadows."""
-    lo, hi = shape.bounds()
+    bounds = shape.bounds()
+    if bounds is None:
+        raise ValueError(f"{shape!r} is unbounded (a plane): it has no footprint")
+    lo, hi = bounds
     return (lo[0] + hi[0]) / 2, (lo[2] + hi[2]) / 2, max(hi[0] - lo[0], hi[2] - lo[2]) / 2, hi[1]
 
 
@@ -361,6 +370,7 @@ class Texture:
     grain: float
     lattice: np.ndarray  # (LATTICE, LATTICE) float32
     brick: bool = False  # tiles: half-offset rows of 2:1 bricks
+    _wrapped: np.ndarray = field(init=False, repr=False)  # set by __post_init__
 
     def __post_init__(self) -> None:
         # The lattice padded with its first row and column, flattened: what _value_noise reads.
@@ -499,7 +509,7 @@ def shifted(padded_rgb: np.ndarray, margin: int, shift_px: tuple[float, float]) 
     unmoved camera padded by ``margin`` pixels: moving the principal point is an exact
     translation of the picture, so resampling it (bilinear) replaces shading it again."""
     h, w = padded_rgb.shape[0] - 2 * margin, padded_rgb.shape[1] - 2 * margin
-    move = np.float32([[1, 0, margin - shift_px[0]], [0, 1, margin - shift_px[1]]])
+    move = np.array([[1, 0, margin - shift_px[0]], [0, 1, margin - shift_px[1]]], F32)
     flags = cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP
     return cv2.warpAffine(padded_rgb, move, (w, h), flags=flags, borderMode=cv2.BORDER_REPLICATE)
 
@@ -509,6 +519,9 @@ def contact_shadows(
 ) -> None:
     """Darken the ground (surface 0) under and beside solids in frame.rgb: a soft blob each,
     pushed away from the light, computed only in the window that can see it."""
+    if frame.rgb is None:
+        raise ValueError("contact_shadows: the frame is not shaded yet (frame.rgb is None)")
+    rgb = frame.rgb
     lean = -light.direction[[0, 2]] / max(float(light.direction[1]), 0.3)
     rays = camera.rays()
     for shape in casters:
@@ -525,4 +538,4 @@ def contact_shadows(
         dist2 = (camera.origin[0] + t * d[..., 0] - F32(x)) ** 2
         dist2 += (camera.origin[2] + t * d[..., 2] - F32(z)) ** 2
         dark = np.where(ground, F32(strength) * np.exp(dist2 / F32(-(spread**2) - 1e-6)), 0)
-        frame.rgb[rows, cols] *= (1 - dark)[..., None]
+        rgb[rows, cols] *= (1 - dark)[..., None]

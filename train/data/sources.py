@@ -16,7 +16,11 @@ class Source(Protocol):
     """A random-access list of samples. Implementations must be picklable (loader workers)."""
 
     kind: str  # "seed-folders", "seed-zips", "synth", ... for `data info`
-    manifest: dict | None  # manifest.json when the dataset has one
+
+    @property
+    def manifest(self) -> dict | None:
+        """manifest.json when the dataset has one (a plain attribute in implementations)."""
+        ...
 
     def __len__(self) -> int: ...
 

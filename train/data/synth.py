@@ -21,6 +21,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Literal, TypedDict
 
 import cv2
 import numpy as np
@@ -40,7 +41,7 @@ from .render import (
     Frame,
     Light,
     Plane,
-    Shape,
+    Solid,
     Surface,
     Texture,
     cast,
@@ -54,7 +55,52 @@ from .render import (
 from .sample import Sample
 
 DEPTH_SCALE_M = 20.0
-GENERATOR = {  # every range the samplers draw from; written into the manifest as is
+
+
+class GeneratorRanges(TypedDict):
+    """The ranges the samplers draw from: [low, high] pairs, the choices, and probabilities."""
+
+    version: int
+    camera_height_m: list[float]
+    pitch_deg: list[float]
+    yaw_deg: list[float]
+    fov_deg: list[float]
+    walls: list[str]
+    back_wall_m: list[float]
+    side_wall_m: list[float]
+    objects: list[int]
+    object_size_m: list[float]
+    shapes: list[str]
+    patterns: list[str]
+    shadow: list[float]
+    mask_fraction: list[float]
+    shake_px: list[float]
+    brightness: list[float]
+    tint: float
+    uneven_light: list[float]
+    noise_sigma: list[float]
+    jpeg_probability: float
+    jpeg_quality: list[int]
+
+
+_Range = Literal[  # the entries that are a [low, high] float range
+    "camera_height_m",
+    "pitch_deg",
+    "yaw_deg",
+    "fov_deg",
+    "back_wall_m",
+    "side_wall_m",
+    "object_size_m",
+    "shadow",
+    "mask_fraction",
+    "shake_px",
+    "brightness",
+    "uneven_light",
+    "noise_sigma",
+]
+
+# Every range the samplers draw from; written into the manifest as is.
+GENERATOR: GeneratorRanges = {
     "version": 1,
     "camera_height_m": [1.2, 2.5],
     "pitch_deg": [10.0, 35.0],  # raised where needed so that at most ~8 deg of sky shows
@@ -82,7 +128,7 @@ SHAKE_MARGIN = 3  # pixels rendered around each bg so that shaken scenes can be 
 _CACHE_BYTES = 64 << 20  # rendered backgrounds kept per process (thousands of scenes share one)
 
 
-def _uniform(rng: np.random.Generator, key: str) -> float:
+def _uniform(rng: np.random.Generator, key: _Range) -> float:
     low, high = _G[key]
     return float(rng.uniform(low, high))
 
@@ -147,7 +193,9 @@ class Room:
     def free(self, x: float, z: float, radius: float) -> bool:
         """Whether a footprint at (x, z) stays in front of every wall."""
         for shape, _ in self.surfaces[1:]:
-            position = (x, None, z)[shape.axis]
+            if not isinstance(shape, Plane) or shape.axis == 1:
+                continue  # only walls (planes x = offset or z = offset) bound the room
+            position = x if shape.axis == 0 else z
             if shape.offset > 0 and position + radius >= shape.offset:
                 return False
             if shape.offset < 0 and position - radius <= shape.offset:
@@ -182,20 +230,27 @@ def sample_room(rng: np.random.Generator, size: tuple[int, int]) -> Room:
 
 
 # -------------------------------------------------------------------------------- objects
-def random_shape(rng: np.random.Generator, x: float, z: float) -> Shape:
+def random_shape(rng: np.random.Generator, x: float, z: float) -> Solid:
     """A box, cylinder, sphere or blob standing on the ground at (x, z), 0.2-1.2 m across."""
     kind = str(rng.choice(_G["shapes"]))
     low, high = _G["object_size_m"]
-    size = lambda n=None: np.exp(rng.uniform(math.log(low), math.log(high), n))  # noqa: E731
+
+    def size() -> float:  # log-uniform
+        return float(np.exp(rng.uniform(math.log(low), math.log(high))))
+
+    def sizes(n: int) -> np.ndarray:
+        return np.exp(rng.uniform(math.log(low), math.log(high), n))
+
     if kind == "box":
-        return Box(x, z, tuple(float(v) for v in size(3) / 2), float(rng.uniform(0, math.pi)))
+        hx, hy, hz = (float(v) for v in sizes(3) / 2)
+        return Box(x, z, (hx, hy, hz), float(rng.uniform(0, math.pi)))
     if kind == "cylinder":
         return Cylinder(x, z, float(size() / 2), float(size()))
     if kind == "sphere":
         radius = float(size() / 2)
         return Ellipsoids(np.array([[x, radius, z]]), np.full((1, 3), radius))
     if rng.uniform() < 0.4:  # an egg
-        radii = size(3)[None] / 2
+        radii = sizes(3)[None] / 2
         return Ellipsoids(np.array([[x, radii[0, 1], z]]), radii, float(rng.uniform(0, math.pi)))
     count = int(rng.integers(2, 5))  # overlapping balls, the lowest resting on the ground
     radii = rng.uniform(low / 2, high / 3.5, count)
@@ -210,7 +265,7 @@ def random_shape(rng: np.random.Generator, x: float, z: float) -> Shape:
     return Ellipsoids(centres, np.repeat(radii[:, None], 3, axis=1))
 
 
-def _place(rng: np.random.Generator, room: Room, placed: list[Shape]) -> Shape | None:
+def _place(rng: np.random.Generator, room: Room, placed: list[Solid]) -> Solid | None:
     """An object on ground that the camera sees, in front of the walls, touching no other."""
     h, w = room.camera.size
     for _ in range(30):
@@ -242,7 +297,7 @@ class Staging:
 
 def sample_staging(rng: np.random.Generator, room: Room) -> Staging:
     """1-5 objects where there is room for them, then the shot's shake, colour, noise, JPEG."""
-    placed: list[Shape] = []
+    placed: list[Solid] = []
     for _ in range(int(rng.integers(_G["objects"][0], _G["objects"][1] + 1))):
         shape = _place(rng, room, placed)
         if shape is not None:
@@ -294,6 +349,7 @@ def render_background(room: Room) -> tuple[np.ndarray, np.ndarray]:
     """The bg (uint8) and the backdrop: the room's float render with a SHAKE_MARGIN border,
     from which every shaken scene of the room takes its room pixels (see render.shifted)."""
     frame = render(room.camera.padded(SHAKE_MARGIN), room.surfaces, room.light)
+    assert frame.rgb is not None  # render shades every pixel
     m = SHAKE_MARGIN
     return from_unit(frame.rgb[m:-m, m:-m]), frame.rgb
 
@@ -325,7 +381,8 @@ def render_scene(
 
 # --------------------------------------------------------------------------------- source
 def _size(size: int | tuple[int, int]) -> tuple[int, int]:
-    h, w = (int(size), int(size)) if np.ndim(size) == 0 else (int(size[0]), int(size[1]))
+    sides = np.ravel(size)  # one side for both, or (h, w)
+    h, w = (int(sides[0]), int(sides[0])) if np.ndim(size) == 0 else (int(sides[0]), int(sides[1]))
     if h < 16 or w < 16:
         raise MaskDepthError(f"synth size {size}: expected at least 16 pixels each way")
     return h, w

@@ -14,6 +14,7 @@ import struct
 import zipfile
 import zlib
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 
@@ -26,6 +27,17 @@ _CENTRAL = struct.Struct("<4s4xHH4xLLLHHH8xL")
 _EOCD = struct.Struct("<4s4HLLH")  # end of central directory
 _LOCATOR = struct.Struct("<4sLQL")  # zip64 end-of-central-directory locator
 _EOCD64 = struct.Struct("<4sQHHLLQQQQ")
+
+_Entry = tuple[int, int, int, int, int]  # (offset, compressed size, method, CRC, flags)
+
+
+class _Index(TypedDict):
+    """Per member: local header offset, compressed size, method and CRC (int64 each)."""
+
+    offset: np.ndarray
+    size: np.ndarray
+    method: np.ndarray
+    crc: np.ndarray
 
 
 def cache_dir() -> Path:
@@ -102,14 +114,15 @@ class ZipTree:
         return f"{self.path}:{name}"
 
     def read(self, row: int) -> bytes:
-        if self._pid != os.getpid():
+        if self._fd is None or self._pid != os.getpid():
             self._fd, self._pid = os.open(self.path, os.O_RDONLY), os.getpid()
+        fd = self._fd
         offset, size = int(self._offset[row]), int(self._size[row])
-        header = os.pread(self._fd, _LOCAL_HEADER.size, offset)
+        header = os.pread(fd, _LOCAL_HEADER.size, offset)
         if len(header) < _LOCAL_HEADER.size or header[:4] != b"PK\x03\x04":
             raise MaskDepthError(f"{self.describe(row)}: broken zip member header")
         _, name_len, extra_len = _LOCAL_HEADER.unpack(header)
-        raw = os.pread(self._fd, size, offset + _LOCAL_HEADER.size + name_len + extra_len)
+        raw = os.pread(fd, size, offset + _LOCAL_HEADER.size + name_len + extra_len)
         if len(raw) < size:
             raise MaskDepthError(f"{self.describe(row)}: truncated zip (member cut short)")
         data = raw if self._method[row] == zipfile.ZIP_STORED else _inflate(raw, row, self)
@@ -144,7 +157,7 @@ def _zip_index(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarra
         listing = (
             [i.filename for i in infos],
             [
-                [i.header_offset, i.compress_size, i.compress_type, i.CRC, i.flag_bits]
+                (i.header_offset, i.compress_size, i.compress_type, i.CRC, i.flag_bits)
                 for i in infos
             ],
         )
@@ -153,7 +166,12 @@ def _zip_index(path: Path) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarra
     keep = np.array([not n.endswith("/") and not n.startswith("__MACOSX/") for n in names], bool)
     names, table = [n for n, k in zip(names, keep) if k], table[keep]
     _check_members(path, names, table)
-    arrays = {"offset": table[:, 0], "size": table[:, 1], "method": table[:, 2], "crc": table[:, 3]}
+    arrays: _Index = {
+        "offset": table[:, 0],
+        "size": table[:, 1],
+        "method": table[:, 2],
+        "crc": table[:, 3],
+    }
     _save_index(cached, names, arrays)
     return names, arrays["offset"], arrays["size"], arrays["method"], arrays["crc"]
 
@@ -167,7 +185,7 @@ def _read_central_directory(path: Path) -> list[zipfile.ZipInfo]:
         raise MaskDepthError(f"{path}: not a readable zip file ({exc})") from exc
 
 
-def _scan_central_directory(path: Path) -> tuple[list[str], list[list[int]]] | None:
+def _scan_central_directory(path: Path) -> tuple[list[str], list[_Entry]] | None:
     """Names and (offset, compressed size, method, CRC, flags) of every entry, read straight
     from the central directory; None for anything unusual (zip64 member fields, data before
     the archive), which :func:`_read_central_directory` then handles.
@@ -198,7 +216,9 @@ def _scan_central_directory(path: Path) -> tuple[list[str], list[list[int]]] | N
             return None
         handle.seek(cd_offset)
         directory = handle.read(cd_size)
-    raw_names, fields, pos = [], [], 0
+    raw_names: list[bytes] = []
+    fields: list[_Entry] = []
+    pos = 0
     for _ in range(entries):
         if directory[pos : pos + 4] != b"PK\x01\x02":
             return None
@@ -213,7 +233,7 @@ def _scan_central_directory(path: Path) -> tuple[list[str], list[list[int]]] | N
     return _decode_names(raw_names, fields), fields
 
 
-def _decode_names(raw_names: list[bytes], fields: list[tuple]) -> list[str]:
+def _decode_names(raw_names: list[bytes], fields: list[_Entry]) -> list[str]:
     """Names are UTF-8 when flag bit 11 is set, else code page 437; ASCII either way, usually."""
     blob = b"\n".join(raw_names)
     if blob.isascii() and b"\n" not in b"".join(raw_names):
@@ -234,7 +254,7 @@ def _check_members(path: Path, names: list[str], table: np.ndarray) -> None:
         )
 
 
-def _save_index(cached: Path, names: list[str], arrays: dict[str, np.ndarray]) -> None:
+def _save_index(cached: Path, names: list[str], arrays: _Index) -> None:
     blob = np.frombuffer("\n".join(names).encode(), np.uint8)
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ Variants differ only by the stage table and the number of decoders.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -135,6 +136,10 @@ class U2NetMD(nn.Module):
     """Shared encoder over the 6-channel (bg, scene) input; per task a decoder (``decoders=2``)
     or one decoder whose two output channels are the tasks (``decoders=1``)."""
 
+    # Set by the registered builders (_create_u2net): the registry name and the stage table.
+    name: str
+    arch: dict[str, Any]
+
     def __init__(
         self,
         encoder: tuple[Stage, ...],
@@ -175,7 +180,10 @@ class U2NetMD(nn.Module):
         """
         if kind != "difference":
             raise ValueError(f"unknown prior {kind!r}; expected 'difference'")
-        conv = self.encoder.stages[0].project[0]
+        first = self.encoder.stages[0]
+        assert isinstance(first, RSU)
+        conv = first.project[0]
+        assert isinstance(conv, nn.Conv2d)
         colours = conv.in_channels // 2
         if conv.in_channels != 2 * colours or conv.out_channels < 2 * colours:
             raise ValueError(f"a difference prior needs bg + scene inputs, got {conv.in_channels}")
@@ -194,7 +202,9 @@ class InferenceModel(nn.Module):
     """The exported form: normalised ``bg`` and ``scene`` in, the fused ``mask`` and ``depth``
     probabilities out (each (B, 1, H, W))."""
 
-    def __init__(self, model: U2NetMD) -> None:
+    def __init__(self, model: nn.Module) -> None:
+        """``model``: a registered model (a U2NetMD), called on ``cat([bg, scene])``; its
+        ``"mask"`` and ``"depth"`` outputs start with the fused logits."""
         super().__init__()
         self.model = model
 

@@ -1,0 +1,133 @@
+"""The GPU check script: a CPU dry run at toy sizes, a budget too small for anything, and (on a
+CUDA machine) a short real run."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from maskdepth.benchmarks.gpu_check import AMP, COMPILED, FP32, OUT_OF_TIME, SECTIONS, main
+
+STATUSES = {"ok", "skipped", OUT_OF_TIME, "failed"}
+
+
+def _rows(report: dict, key: str) -> list[dict]:
+    return report["sections"][key]["rows"]
+
+
+def _failed(report: dict) -> list[dict]:
+    return [r for s in report["sections"].values() for r in s["rows"] if r["status"] == "failed"]
+
+
+def _by_name(rows: list[dict], start: str) -> list[dict]:
+    return [row for row in rows if row["name"].startswith(start)]
+
+
+@pytest.fixture(scope="module")
+def cpu_run(tmp_path_factory) -> tuple[int, Path, dict]:
+    """One dry run on the CPU (toy sizes, no pytest), shared by the tests below."""
+    out = tmp_path_factory.mktemp("gpu_check") / "check"
+    code = main(["--out", str(out), "--device", "cpu", "--no-pytest", "--minutes", "5"])
+    return code, out, json.loads((out / "gpu_check.json").read_text())
+
+
+@pytest.mark.slow
+def test_cpu_run_writes_every_section(cpu_run):
+    code, out, report = cpu_run
+    assert code == 0, _failed(report)
+    assert report["finished"]
+    assert list(report["sections"]) == [key for key, _, _ in SECTIONS]
+    markdown = (out / "gpu_check.md").read_text()
+    for key, title, _ in SECTIONS:
+        section = report["sections"][key]
+        assert section["status"] == "done" and section["rows"], key
+        assert title in markdown
+        for row in section["rows"]:
+            assert row["status"] in STATUSES
+            assert row["status"] == "ok" or row["why"], row  # no row is silent about why
+    machine = {row["name"]: row["value"] for row in _rows(report, "machine")}
+    assert machine["torch"] and machine["cores"] >= 1
+
+
+@pytest.mark.slow
+def test_cpu_run_measures_training(cpu_run):
+    _, _, report = cpu_run
+    throughput = _rows(report, "train_throughput")
+    for variant in (FP32, AMP):
+        (row,) = _by_name(throughput, f"{variant},")
+        assert row["status"] == "ok" and row["images_per_s"] > 0 and row["steps"] >= 2
+    for row in _by_name(throughput, COMPILED):  # off by default on the CPU, and says so
+        assert row["status"] == "skipped" and "compile" in row["why"]
+    synth, run = _rows(report, "train_run")
+    assert synth["status"] == "ok" and synth["scenes"] > 0
+    assert run["status"] == "ok" and run["steps"] >= 1
+    assert 0.0 <= run["val_iou"] <= 1.0 and 0.0 <= run["val_rmse"] <= 1.0
+    assert Path(run["checkpoint"]).is_file()
+
+
+@pytest.mark.slow
+def test_cpu_run_cuda_only_rows_say_why(cpu_run):
+    _, _, report = cpu_run
+    for row in _by_name(_rows(report, "train_throughput"), FP32):
+        assert row["peak_gib"] == "needs CUDA"
+    inference = _rows(report, "inference")
+    assert all(row["status"] == "ok" for row in _by_name(inference, "fp32,"))
+    cuda_only = [r for r in inference if "CUDA graph" in r["name"] or r["name"].startswith("fp16")]
+    assert len(cuda_only) == 6
+    exported = _rows(report, "exported")
+    cuda_only += [r for r in exported if "CUDA" in r["name"] or "Tensorrt" in r["name"]]
+    cuda_only += [r for r in exported if "TensorRT" in r["name"]]
+    cuda_only += _rows(report, "pytest")
+    for row in cuda_only:
+        assert row["status"] == "skipped" and "needs CUDA" in row["why"], row
+
+
+@pytest.mark.slow
+def test_cpu_run_exports_and_checks_parity(cpu_run):
+    _, _, report = cpu_run
+    exported = _rows(report, "exported")
+    (onnx,) = _by_name(exported, "export ONNX fp32")
+    assert onnx["status"] == "ok" and onnx["parity"] == "ok" and Path(onnx["file"]).is_file()
+    cpu_rows = _by_name(exported, "onnxruntime CPUExecutionProvider,")
+    assert [row["batch"] for row in cpu_rows] == [1, 2]
+    for row in cpu_rows:
+        assert row["status"] == "ok" and row["provider"] == "CPUExecutionProvider"
+        assert 0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0
+        assert row["parity"] == "ok" and row["max_abs"] <= 1e-4
+
+
+def test_tiny_budget_marks_rows_out_of_time(tmp_path):
+    minutes = 0.02  # 1.2 s: the machine section, then nothing else fits
+    start = time.perf_counter()
+    args = ["--out", str(tmp_path), "--device", "cpu", "--no-pytest", "--minutes", str(minutes)]
+    code = main(args)
+    elapsed = time.perf_counter() - start
+    assert code == 0
+    assert elapsed < 60 * minutes + 20  # loose: imports and the machine section
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["finished"] and (tmp_path / "gpu_check.md").is_file()
+    assert all(row["status"] == "ok" for row in _rows(report, "machine"))
+    for key in ("train_throughput", "train_run", "inference", "exported"):
+        rows = _rows(report, key)
+        assert rows, key
+        for row in rows:
+            assert row["status"] in (OUT_OF_TIME, "skipped") and row["why"], row
+    measured = [r for k in ("train_run", "inference", "exported") for r in _rows(report, k)]
+    assert all(row["status"] == OUT_OF_TIME for row in measured)
+
+
+@pytest.mark.gpu
+def test_gpu_check_on_cuda(tmp_path):
+    """A short real run: the CUDA rows run (CUDA graphs, peak memory), none fails."""
+    args = ["--out", str(tmp_path), "--device", "cuda", "--minutes", "3", "--no-compile"]
+    code = main([*args, "--no-pytest"])  # pytest -m gpu would run this test again
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert code == 0, _failed(report)
+    throughput = [r for r in _rows(report, "train_throughput") if r["status"] == "ok"]
+    assert throughput and all(r["images_per_s"] > 0 and r["peak_gib"] > 0 for r in throughput)
+    graphs = [r for r in _rows(report, "inference") if "CUDA graph" in r["name"]]
+    assert graphs and all(r["status"] in ("ok", OUT_OF_TIME) for r in graphs)
+    assert any(r["status"] == "ok" for r in graphs)
