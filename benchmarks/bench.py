@@ -21,6 +21,7 @@ from typing import Literal
 
 import numpy as np
 
+from maskdepth.benchmarks.floor import floor_ms, onnx_flops, sgemm_gflops
 from maskdepth.runtime.compare import DEFAULT_TOLERANCES, DiffAccumulator
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
@@ -61,16 +62,20 @@ class Row:
     d_rmse: float | None = None
     max_abs: float | None = None
     status: str = "ok"
+    gflop: float | None = None  # the work of one call (ONNX files run on the CPU)
+    floor_ms: float | None = None  # that work at the machine's measured sgemm peak
 
     def stats(self) -> dict:
         if not self.latency_ms:
             return {}
         samples = np.asarray(self.latency_ms)
         mean = float(samples.mean())
+        floor = {"x_floor": mean / self.floor_ms} if self.floor_ms else {}
         return {
             "mean": mean,
             **{f"p{q}": float(np.percentile(samples, q)) for q in (50, 90, 99)},
             "images_per_s": 1000.0 * self.batch / mean,
+            **floor,
         }
 
     def to_dict(self) -> dict:
@@ -93,8 +98,9 @@ def bench(models: list[Path], out: Path, options: BenchOptions, progress: bool =
         rows += context.reference_rows(progress)
     for path, backend in tqdm(jobs, desc="bench", unit="model", disable=not progress):
         rows += _bench_model(path, backend, context)
+    peak = _add_floors(rows, options.threads)
     report = {
-        "machine": machine(),
+        "machine": machine() | {"sgemm_gflops": peak},
         "options": _jsonable(asdict(options)),
         "rows": [r.to_dict() for r in rows],
     }
@@ -102,6 +108,27 @@ def bench(models: list[Path], out: Path, options: BenchOptions, progress: bool =
     write_bytes_atomic(out / "bench.md", to_markdown(report).encode())
     plot(report, out / "bench.png")
     return report
+
+
+def _add_floors(rows: list[Row], threads: int | None) -> dict[str, float]:
+    """Set each CPU row of an ONNX file with static sizes to its work and floor; returns the
+    sgemm rates measured for it (empty when no row runs on the CPU)."""
+    cpu = [r for r in rows if r.device == "cpu" and r.format == "onnx" and r.latency_ms]
+    if not cpu:
+        return {}
+    rates = sgemm_gflops(threads)
+    gflops: dict[str, float | None] = {}
+    for row in cpu:
+        if row.model not in gflops:
+            try:
+                gflops[row.model] = onnx_flops(row.model) / 1e9
+            except ValueError:  # dynamic height and width: no fixed amount of work
+                gflops[row.model] = None
+        per_image = gflops[row.model]
+        if per_image is not None:
+            row.gflop = per_image * row.batch
+            row.floor_ms = floor_ms(per_image, max(rates.values()), row.batch)
+    return rates
 
 
 def _backends(path: Path, options: BenchOptions) -> list[str]:
@@ -330,6 +357,10 @@ def _jsonable(value):
     return str(value) if isinstance(value, Path) else value
 
 
+def _rates(rates: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in rates.items()) or "not measured"
+
+
 def _fmt(value, spec: str) -> str:
     return "" if value is None else format(value, spec)
 
@@ -342,8 +373,10 @@ def to_markdown(report: dict) -> str:
         f"python {info['python']}, {versions}",
         "",
         "| model | format | precision | backend | provider | device | MB | batch | mean ms "
-        "| p50 | p90 | p99 | images/s | IoU | dIoU | RMSE | dRMSE | max abs diff | status |",
-        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| p50 | p90 | p99 | images/s | GFLOP | x floor | IoU | dIoU | RMSE | dRMSE "
+        "| max abs diff | status |",
+        "|---|---|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:"
+        "|---:|---|",
     ]
     for row in report["rows"]:
         lat = row["latency"]
@@ -352,14 +385,18 @@ def to_markdown(report: dict) -> str:
             f"{row['backend']} | {row['provider']} | {row['device']} | {row['mb']:.1f} | "
             f"{row['batch']} | {_fmt(lat.get('mean'), '.2f')} | {_fmt(lat.get('p50'), '.2f')} | "
             f"{_fmt(lat.get('p90'), '.2f')} | {_fmt(lat.get('p99'), '.2f')} | "
-            f"{_fmt(lat.get('images_per_s'), '.1f')} | {_fmt(row['iou'], '.4f')} | "
+            f"{_fmt(lat.get('images_per_s'), '.1f')} | {_fmt(row.get('gflop'), '.1f')} | "
+            f"{_fmt(lat.get('x_floor'), '.2f')} | {_fmt(row['iou'], '.4f')} | "
             f"{_fmt(row['d_iou'], '+.4f')} | {_fmt(row['rmse'], '.4f')} | "
             f"{_fmt(row['d_rmse'], '+.4f')} | {_fmt(row['max_abs'], '.2g')} | {row['status']} |"
         )
     lines.append("")
     lines.append(
         "Latency: the model call alone on a prepared batch, after warm-up "
-        "(ms per batch; images/s = batch / mean). Accuracy: every held-out sample, once."
+        "(ms per batch; images/s = batch / mean). Floor (CPU rows of ONNX files): the file's "
+        "FLOPs, counted from its graph, at the best sgemm rate measured in this run "
+        f"({_rates(info.get('sgemm_gflops', {}))}); x floor = mean / floor. Accuracy: every "
+        "held-out sample, once."
     )
     return "\n".join(lines) + "\n"
 

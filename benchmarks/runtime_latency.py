@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from maskdepth.benchmarks.floor import floor_ms as floor_ms_of
+from maskdepth.benchmarks.floor import onnx_flops, sgemm_gflops
 from maskdepth.runtime.image import write_bytes_atomic, write_image
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.predictor import Predictor
@@ -248,39 +250,6 @@ def cold_start(path: Path, bg_path: Path, scene_path: Path, threads: int, repeat
 # ------------------------------------------------------------------------------ floor
 
 
-def model_flops(model, size: int) -> float:
-    """FLOPs (2 per multiply-add) of one forward pass at size x size, by PyTorch's counter."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from maskdepth.train.models.u2net import InferenceModel
-
-    x = torch.zeros(1, 3, size, size)
-    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        InferenceModel(model)(x, x)
-    return float(counter.get_total_flops())
-
-
-def sgemm_gflops(threads: int, n: int = 2048, repeats: int = 5) -> dict:
-    """Best measured fp32 matrix-multiply rate of numpy (BLAS) and PyTorch on this CPU."""
-    import torch
-
-    torch.set_num_threads(threads)
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n), dtype=np.float32) for _ in range(2))
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    rates = {}
-    for name, call in (("numpy", lambda: a @ b), ("torch", lambda: ta @ tb)):
-        call()  # warm-up
-        best = float("inf")
-        for _ in range(repeats):
-            start = time.perf_counter()
-            call()
-            best = min(best, time.perf_counter() - start)
-        rates[name] = 2 * n**3 / best / 1e9
-    return rates
-
-
 # ------------------------------------------------------------------------------ run
 
 
@@ -324,16 +293,20 @@ def run(args: argparse.Namespace) -> dict:
             ),
         }  # fmt: skip
         sizes = {name: p.stat().st_size for name, p in files.items() if isinstance(p, Path)}
-    flops = model_flops(model, args.size)
+        gflop = onnx_flops(files["fp32"]) / 1e9  # the same network in every row
     gemm = sgemm_gflops(args.threads)
-    floor_ms = flops / max(gemm.values()) / 1e9 * 1e3
+    floor_ms = floor_ms_of(gflop, max(gemm.values()))
+    for row in rows:
+        if "mean_ms" in row:
+            row["gflop"] = gflop * row["batch"]
+            row["x_floor"] = row["mean_ms"] / (floor_ms * row["batch"])
     return {
         "machine": {**info_before, "load_after": os.getloadavg()},
         "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "model": {"name": info.model, "size": list(info.size), "file_bytes": sizes},
         "rows": rows,
         "startup": start,
-        "floor": {"gflop": flops / 1e9, "sgemm_gflops": gemm, "fp32_floor_ms": floor_ms},
+        "floor": {"gflop": gflop, "sgemm_gflops": gemm, "fp32_floor_ms": floor_ms},
         "ratios": ratios(rows, floor_ms, args.batches),
         "targets": TARGETS,
     }
@@ -389,8 +362,9 @@ def markdown(report: dict) -> str:
         f"15 min) before: {', '.join(f'{v:.2f}' for v in info['load_before'])}, after: "
         f"{', '.join(f'{v:.2f}' for v in info['load_after'])}",
         "",
-        "| runner | model | batch | mean ms | p50 | p90 | p99 | images/s | pre/post ms (share) |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| runner | model | batch | mean ms | p50 | p90 | p99 | images/s | GFLOP | x floor "
+        "| pre/post ms (share) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for row in report["rows"]:
         if row.get("error"):
@@ -402,14 +376,16 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {row['runner']} | {row.get('model', row['precision'])} | {row['batch']} | "
             f"{row['mean_ms']:.1f} | {row['p50_ms']:.1f} | {row['p90_ms']:.1f} | "
-            f"{row['p99_ms']:.1f} | {row['images_per_s']:.1f} | {share} |"
+            f"{row['p99_ms']:.1f} | {row['images_per_s']:.1f} | {row['gflop']:.1f} | "
+            f"{row['x_floor']:.2f} | {share} |"
         )
     floor = report["floor"]
     gemm = ", ".join(f"{k} {v:.1f}" for k, v in floor["sgemm_gflops"].items())
     lines += [
         "",
-        f"fp32 floor: {floor['gflop']:.2f} GFLOP per image / best sgemm ({gemm} GFLOP/s) = "
-        f"{floor['fp32_floor_ms']:.1f} ms per image",
+        f"fp32 floor: {floor['gflop']:.2f} GFLOP per image (counted from the ONNX graph) / best "
+        f"sgemm ({gemm} GFLOP/s, measured in this run) = {floor['fp32_floor_ms']:.1f} ms per "
+        "image; x floor: a row's latency over the floor of its batch",
         "",
         "| batch | ratio | value | target |",
         "|---:|---|---:|---:|",

@@ -11,7 +11,8 @@ from maskdepth.runtime.image import read_image
 
 pytest.importorskip("onnxruntime")
 COLUMNS = ["model", "format", "precision", "backend", "provider", "device", "MB", "batch",
-           "mean ms", "p50", "p90", "p99", "images/s", "IoU", "dIoU", "RMSE", "dRMSE",
+           "mean ms", "p50", "p90", "p99", "images/s", "GFLOP", "x floor", "IoU", "dIoU", "RMSE",
+           "dRMSE",
            "max abs diff", "status"]  # fmt: skip
 
 
@@ -51,6 +52,14 @@ def test_bench_rows_files_and_a_broken_model(models, tiny_checkpoint, tmp_path, 
         assert row["latency"]["images_per_s"] == pytest.approx(
             1000 * row["batch"] / row["latency"]["mean"]
         )
+    # The floor: the file's work (counted from its graph; u2netp-md at 32x32 is 0.68 GFLOP per
+    # image) at the sgemm peak measured in the same run.
+    peak = max(report["machine"]["sgemm_gflops"].values())
+    for row in fp32_rows + int8_rows:
+        assert row["gflop"] == pytest.approx(0.6832 * row["batch"], rel=1e-3)
+        assert row["floor_ms"] == pytest.approx(1e3 * row["gflop"] / peak)
+        assert row["latency"]["x_floor"] == pytest.approx(row["latency"]["mean"] / row["floor_ms"])
+    assert all(r["gflop"] is None for r in reference + broken_rows)
     assert all(r["precision"] == "int8" and r["max_abs"] > 1e-4 for r in int8_rows)
     assert all(r["status"].startswith("failed:") and "broken.onnx" in r["status"]
                for r in broken_rows)  # fmt: skip
@@ -85,3 +94,30 @@ def test_machine_describes_a_gpu_it_is_given():
     described = machine(GpuInfo(0, "NVIDIA H200", "9.0"))
     assert described["gpu"] == "NVIDIA H200 (compute capability 9.0)"
     assert machine(None)["gpu"] == "none" and described["cores"] >= 1
+
+
+def test_export_graph_compares_the_two_upsampling_exports(tmp_path):
+    from maskdepth.benchmarks import export_graph
+
+    args = ["--out", str(tmp_path), "--size", "32", "--repeats", "1", "--int8-target", "cpu"]
+    assert export_graph.main(args) == 0
+    report = json.loads((tmp_path / "export_graph.json").read_text())
+    rows = {row["file"]: row for row in report["rows"]}
+    before, now = rows["fp32, sizes (before)"], rows["fp32, scales (now)"]
+    assert before["by_type"]["Shape"] == before["by_type"]["Resize"] == 61
+    assert "Shape" not in now["by_type"] and now["nodes"] == before["nodes"] - 183
+    assert report["gflop"] == pytest.approx(0.6832, rel=1e-3) and now["x_floor"] > 0
+    assert "| int8 cpu, scales (now) |" in (tmp_path / "export_graph.md").read_text()
+
+
+def test_session_settings_table_covers_levels_batches_and_threads(tmp_path):
+    from maskdepth.benchmarks import session_settings
+
+    assert session_settings.main(["--out", str(tmp_path), "--size", "32", "--repeats", "1"]) == 0
+    report = json.loads((tmp_path / "session_settings.json").read_text())
+    settings = {(r["file"], r["setting"]) for r in report["levels"]}
+    assert len(settings) == 3 * 5 and ("fp32", "saved optimised model") in settings
+    cells = {(r["file"], r["threads"], r["batch"]) for r in report["batches"]}
+    assert cells == {(f, t, b) for f in ("fp32", "int8 tensorrt", "int8 cpu")
+                     for t in (1, 2) for b in (1, 8, 32)}  # fmt: skip
+    assert all(r["images_per_s"] > 0 for r in report["batches"])

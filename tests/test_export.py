@@ -1,20 +1,28 @@
 """`maskdepth export` to ONNX fp32, fp16 and INT8: files, metadata, parity gate, bad input."""
 
 import json
+from collections import Counter
 from contextlib import nullcontext
 
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from maskdepth.cli import main
 from maskdepth.runtime.model_info import read_onnx_info
-from maskdepth.train.checkpoint import load_checkpoint
+from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
 from maskdepth.train.config import TrainConfig
+from maskdepth.train.models import InferenceModel
 from maskdepth.train.trainer import train
 
 ort = pytest.importorskip("onnxruntime")
 FAST = ["--parity-count", "16", "--calib-count", "16"]
+# u2netp-md exported at a static size: the 178 convolutions and what joins them, one Resize per
+# upsampling with constant scales; no Shape -> Slice -> Concat chain computing Resize sizes.
+STATIC_U2NETP_MD_OPS = Counter(
+    Conv=178, Relu=164, Concat=78, Resize=61, MaxPool=47, Add=16, Sigmoid=2
+)
 
 
 @pytest.fixture(scope="module")
@@ -66,10 +74,13 @@ def test_fp32_file_describes_itself_and_matches_pytorch(exported, checkpoint):
     assert out["mask"].min() >= 0 and out["depth"].max() <= 1  # probabilities, not logits
     report = _parity(path)
     assert report["passed"] and report["count"] == 16
-    assert report["measured"]["max_abs"] <= 1e-4 and report["d_iou"] == pytest.approx(0, abs=1e-9)
+    assert report["measured"]["max_abs"] <= 1e-5 and report["d_iou"] == pytest.approx(0, abs=1e-9)
     assert "synthetic scenes never seen in training" in report["samples"]
-    # lean: the exporter's shape arithmetic is folded away
-    assert not [n for n in graph.graph.node if n.op_type in ("Gather", "Unsqueeze", "Constant")]
+    # Nothing but the work: constant Resize scales, no shape arithmetic left in the graph.
+    ops = Counter(n.op_type for n in graph.graph.node)
+    assert ops == STATIC_U2NETP_MD_OPS, ops
+    resize_scales = [n.input[2] for n in graph.graph.node if n.op_type == "Resize"]
+    assert set(resize_scales) <= {t.name for t in graph.graph.initializer}
 
 
 def test_fp16_keeps_fp32_inputs_and_outputs(exported):
@@ -100,11 +111,16 @@ def test_int8_for_tensorrt_is_symmetric_qdq_without_quantized_bias(exported):
     _run(exported["onnx-int8"])
 
 
-def test_int8_for_cpu_uses_uint8_activations(checkpoint, tmp_path):
+def test_int8_for_cpu_uses_uint8_activations(checkpoint, tmp_path, capsys):
     path = tmp_path / "cpu.onnx"
     args = ["export", str(checkpoint), "--format", "onnx-int8", "--int8-target", "cpu",
             "--out", str(path), "--tolerance", "0.5", *FAST]  # fmt: skip
     assert main(args) == 0
+    assert "note:" not in capsys.readouterr().out  # the CPU's own INT8: nothing to warn about
+    tensorrt = tmp_path / "trt.onnx"
+    assert main([*args[:5], "tensorrt", "--out", str(tensorrt), *args[8:]]) == 0
+    printed = capsys.readouterr().out
+    assert "note: this INT8 file is for TensorRT" in printed and "--int8-target cpu" in printed
     graph = onnx.load(str(path))
     types = {onnx.numpy_helper.to_array(w).dtype for w in graph.graph.initializer}
     assert np.dtype(np.uint8) in types and np.dtype(np.int32) in types  # U8 zero points, bias
@@ -116,8 +132,18 @@ def test_dynamic_size_runs_at_other_sizes(checkpoint, tmp_path):
     assert main([*args, *FAST]) == 0
     info = read_onnx_info(path)
     assert info.size == (64, 64) and info.dynamic == ("batch", "height", "width")
-    _, out = _run(path, batch=2, size=(96, 128))
+    session, out = _run(path, batch=2, size=(96, 128))
     assert out["depth"].shape == (2, 1, 96, 128)
+    # Constant scales are right at every size the stride allows: the same as PyTorch there.
+    model, _ = model_from_checkpoint(load_checkpoint(checkpoint))
+    rng = np.random.default_rng(0)
+    feed = {name: rng.standard_normal((2, 3, 96, 128)).astype(np.float32)
+            for name in ("bg", "scene")}  # fmt: skip
+    with torch.no_grad():
+        mask, depth = InferenceModel(model)(*(torch.from_numpy(feed[n]) for n in ("bg", "scene")))
+    mask_onnx, depth_onnx = session.run(["mask", "depth"], feed)
+    np.testing.assert_allclose(mask_onnx, mask.numpy(), atol=1e-5)
+    np.testing.assert_allclose(depth_onnx, depth.numpy(), atol=1e-5)
 
 
 def test_over_tolerance_keeps_the_file_under_a_failed_name(checkpoint, tmp_path, capsys):

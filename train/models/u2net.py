@@ -32,6 +32,19 @@ class Stage:
 def _upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     if x.shape[-2:] == like.shape[-2:]:
         return x
+    if torch.jit.is_tracing():
+        # Exported: a constant scale instead of the size read from ``like``, which the graph
+        # would compute with a Shape -> Slice -> Concat chain per Resize (183 of 729 nodes).
+        # Exact: exported sides are multiples of the stride, so every ratio is a power of 2,
+        # and bilinear sampling at a given scale is what it is at the size it gives.
+        scale = [float(like.shape[i]) / float(x.shape[i]) for i in (-2, -1)]
+        return F.interpolate(
+            x,
+            scale_factor=scale,
+            mode="bilinear",
+            align_corners=False,
+            recompute_scale_factor=False,
+        )
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 

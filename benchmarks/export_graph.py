@@ -1,0 +1,152 @@
+"""What the static export removed: u2netp-md exported with its upsampling traced from sizes (a
+Shape -> Slice -> Concat chain computing every Resize's size, the export before) and with
+constant scales (the export now), node counts by type and latency side by side.
+
+    python -m maskdepth.benchmarks.export_graph --out runs/export_graph [--size 224]
+
+Both files come from the same seeded random-weight model, as fp32 and as INT8 for each
+``--int8-target``; each is timed through one onnxruntime session, the calls interleaved so that
+the machine's drift touches every file alike, and set against the fp32 floor (the graph's FLOPs
+at the best sgemm rate measured in the same run). Writes ``export_graph.md`` and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+
+from maskdepth.benchmarks.floor import floor_ms, onnx_flops, sgemm_gflops
+from maskdepth.runtime.image import write_bytes_atomic
+
+
+def _size_traced(x, like):
+    """The upsampling as the export traced it before: the size read from ``like``."""
+    import torch.nn.functional as F
+
+    if x.shape[-2:] == like.shape[-2:]:
+        return x
+    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def export_files(folder: Path, size: int, targets: list[str]) -> dict[str, Path]:
+    import onnx
+    import torch
+
+    from maskdepth.export.onnx_fp32 import export_graph
+    from maskdepth.export.onnx_int8 import to_int8
+    from maskdepth.runtime.model_info import ModelInfo
+    from maskdepth.runtime.preprocess import Preprocessing
+    from maskdepth.train.models import create_model
+
+    torch.manual_seed(0)
+    model = create_model("u2netp-md").eval()
+    info = ModelInfo("u2netp-md", Preprocessing(size=(size, size)))
+    rng = np.random.default_rng(0)
+    feeds = [{n: rng.random((1, 3, size, size), dtype=np.float32) for n in ("bg", "scene")}
+             for _ in range(8)]  # fmt: skip
+    files: dict[str, Path] = {}
+    for form in ("sizes (before)", "scales (now)"):
+        patch = "maskdepth.train.models.u2net._upsample_like"
+        before = form.startswith("sizes")
+        with mock.patch(patch, _size_traced) if before else contextlib.nullcontext():
+            graph = export_graph(model, info, 17)
+        files[f"fp32, {form}"] = _save(onnx, graph, folder / f"{len(files)}.onnx")
+        for target in targets:
+            int8 = to_int8(graph, info, feeds, len(feeds), "minmax", target)
+            files[f"int8 {target}, {form}"] = _save(onnx, int8, folder / f"{len(files)}.onnx")
+    return files
+
+
+def _save(onnx, graph, path: Path) -> Path:
+    onnx.save(graph, str(path))
+    return path
+
+
+def time_files(files: dict[str, Path], size: int, threads: int, repeats: int) -> dict:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    sessions = {name: ort.InferenceSession(str(p), options, providers=["CPUExecutionProvider"])
+                for name, p in files.items()}  # fmt: skip
+    rng = np.random.default_rng(1)
+    feed = {n: rng.random((1, 3, size, size), dtype=np.float32) for n in ("bg", "scene")}
+    for session in sessions.values():
+        for _ in range(3):
+            session.run(None, feed)
+    times: dict[str, list[float]] = {name: [] for name in files}
+    for _ in range(repeats):
+        for name, session in sessions.items():
+            start = time.perf_counter()
+            session.run(None, feed)
+            times[name].append(1e3 * (time.perf_counter() - start))
+    return {name: float(np.median(values)) for name, values in times.items()}
+
+
+def run(args: argparse.Namespace) -> dict:
+    import onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = export_files(Path(tmp), args.size, args.int8_target)
+        nodes = {n: dict(Counter(x.op_type for x in onnx.load(str(p)).graph.node))
+                 for n, p in files.items()}  # fmt: skip
+        gflop = onnx_flops(files["fp32, scales (now)"]) / 1e9
+        p50 = time_files(files, args.size, args.threads, args.repeats)
+    rates = sgemm_gflops(args.threads)
+    floor = floor_ms(gflop, max(rates.values()))
+    rows = [{"file": name, "nodes": sum(nodes[name].values()), "by_type": nodes[name],
+             "p50_ms": p50[name], "x_floor": p50[name] / floor} for name in files]  # fmt: skip
+    return {"size": args.size, "threads": args.threads, "gflop": gflop, "sgemm_gflops": rates,
+            "floor_ms": floor, "rows": rows}  # fmt: skip
+
+
+def markdown(report: dict) -> str:
+    rates = ", ".join(f"{k} {v:.0f}" for k, v in report["sgemm_gflops"].items())
+    lines = [
+        f"u2netp-md at {report['size']}x{report['size']}, batch 1, {report['threads']} threads; "
+        f"floor {report['gflop']:.2f} GFLOP / best sgemm ({rates} GFLOP/s) = "
+        f"{report['floor_ms']:.1f} ms",
+        "",
+        "| file | nodes | Shape | Slice | Concat | Resize | p50 ms | x floor |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in report["rows"]:
+        ops = row["by_type"]
+        counts = " | ".join(str(ops.get(k, 0)) for k in ("Shape", "Slice", "Concat", "Resize"))
+        lines.append(f"| {row['file']} | {row['nodes']} | {counts} | {row['p50_ms']:.1f} | "
+                     f"{row['x_floor']:.2f} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per file")
+    parser.add_argument("--int8-target", nargs="*", default=["tensorrt", "cpu"])
+    args = parser.parse_args(argv)
+    report = run(args)
+    publish(args.out / "export_graph", report, markdown(report))
+    return 0
+
+
+def publish(stem: Path, report: dict, text: str) -> None:
+    """Print ``text``; write it as STEM.md and ``report`` as STEM.json."""
+    print(text)
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    write_bytes_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1).encode())
+    write_bytes_atomic(stem.with_suffix(".md"), text.encode())
+
+
+if __name__ == "__main__":
+    sys.exit(main())
