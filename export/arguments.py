@@ -63,6 +63,13 @@ def add_export_arguments(parser: argparse.ArgumentParser, positive) -> None:
         help="tensorrt: symmetric int8 activations; cpu: onnxruntime's uint8",
     )
     parser.add_argument(
+        "--int8-exclude",
+        default="auto",
+        metavar="auto|none|BLOCK[,BLOCK]",
+        help="blocks kept in float in an INT8 file (first, encoder.0-5, decoder.0-4, sides, "
+        "fuse); auto: the sensitivity sweep's choice",
+    )
+    parser.add_argument(
         "--parity-count", type=positive, default=64, help="held-out samples in the parity check"
     )
     parser.add_argument(
@@ -97,6 +104,7 @@ def add_export_arguments(parser: argparse.ArgumentParser, positive) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
+    from .onnx_int8 import parse_exclude
     from .pipeline import ExportOptions
 
     return ExportOptions(
@@ -109,6 +117,7 @@ def options_from_args(args: argparse.Namespace):
         calib_count=args.calib_count,
         calib_method=args.calib_method,
         int8_target=args.int8_target,
+        int8_exclude=None if args.int8_exclude == "auto" else parse_exclude(args.int8_exclude),
         parity_count=args.parity_count,
         tolerance=args.tolerance,
         use_ema=not args.raw_weights,

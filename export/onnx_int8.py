@@ -27,6 +27,39 @@ from .onnx_fp32 import set_metadata
 
 METHODS = ("minmax", "entropy", "percentile")
 TARGETS = ("tensorrt", "cpu")
+# The network's blocks by node-name prefix in the exported graph: the unit of --int8-exclude and
+# of the sensitivity sweep (benchmarks/int8_sensitivity.py). Both decoders share a block.
+BLOCKS: dict[str, tuple[str, ...]] = {
+    "first": ("/model/encoder/stages.0/project/",),
+    **{f"encoder.{i}": (f"/model/encoder/stages.{i}/",) for i in range(6)},
+    **{f"decoder.{i}": tuple(f"/model/decoders.{d}/stages.{i}/" for d in (0, 1)) for i in range(5)},
+    "sides": tuple(f"/model/decoders.{d}/sides." for d in (0, 1)),
+    "fuse": tuple(f"/model/decoders.{d}/fuse/" for d in (0, 1)),
+}
+# What --int8-exclude auto keeps in float: chosen by the sweep (README, Export). Empty: on the
+# models measured, no block's float copy moved IoU or RMSE by more than the sweep's noise.
+AUTO_EXCLUDE: tuple[str, ...] = ()
+
+
+def parse_exclude(text: str) -> tuple[str, ...]:
+    """``--int8-exclude``: auto, none, or block names separated by commas."""
+    if text == "auto":
+        return AUTO_EXCLUDE
+    if text == "none":
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in BLOCKS]
+    if unknown or not names:
+        raise MaskDepthError(
+            f"--int8-exclude {text}: expected auto, none or blocks from {', '.join(BLOCKS)}"
+        )
+    return names
+
+
+def excluded_nodes(graph: onnx.ModelProto, blocks: Iterable[str]) -> list[str]:
+    """The names of ``graph``'s nodes inside ``blocks`` (left in float by the quantizer)."""
+    prefixes = tuple(p for block in blocks for p in BLOCKS[block])
+    return [n.name for n in graph.graph.node if prefixes and n.name.startswith(prefixes)]
 
 
 def to_int8(
@@ -36,9 +69,10 @@ def to_int8(
     count: int,
     method: str = "minmax",
     target: str = "tensorrt",
+    exclude: Iterable[str] = (),
 ) -> onnx.ModelProto:
     """Static QDQ quantization of ``graph``, calibrated on ``feeds`` (``count`` samples in all,
-    for the progress bar), per-channel weights."""
+    for the progress bar), per-channel weights; the blocks in ``exclude`` stay in float."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -66,6 +100,7 @@ def to_int8(
             return feed
 
     symmetric = target == "tensorrt"
+    float_nodes = excluded_nodes(graph, exclude)
     with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
         source, quantized = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
         onnx.save(graph, source)
@@ -75,6 +110,7 @@ def to_int8(
             Reader(),
             quant_format=QuantFormat.QDQ,
             per_channel=True,
+            nodes_to_exclude=float_nodes,
             activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method={

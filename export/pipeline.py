@@ -42,6 +42,7 @@ class ExportOptions:
     calib_count: int = 256
     calib_method: str = "minmax"
     int8_target: str = "tensorrt"
+    int8_exclude: tuple[str, ...] | None = None  # blocks kept in float; None: AUTO_EXCLUDE
     parity_count: int = MIN_PARITY_SAMPLES
     tolerance: dict | None = None  # e.g. {"iou": 0.02}; {"*": x} sets every bound
     use_ema: bool = True
@@ -170,12 +171,15 @@ def convert(
         from .onnx_fp16 import to_fp16
 
         return to_fp16(graph, info)
-    from .onnx_int8 import to_int8
+    from .onnx_int8 import AUTO_EXCLUDE, to_int8
 
     if calibration is None:
         raise MaskDepthError("an INT8 graph is calibrated on held-out samples, and none were given")
     feeds = (batch.feed for batch in calibration.batches(1))
-    return to_int8(graph, info, feeds, len(calibration), options.calib_method, options.int8_target)
+    exclude = AUTO_EXCLUDE if options.int8_exclude is None else options.int8_exclude
+    return to_int8(
+        graph, info, feeds, len(calibration), options.calib_method, options.int8_target, exclude
+    )
 
 
 def gate_onnx(
@@ -208,6 +212,7 @@ def gate_onnx(
         samples=parity.description,
         seconds=seconds,
         int8_target=_int8_target(precision, options),
+        **_float_blocks(precision, options),
     )
     note = INT8_FOR_TENSORRT_NOTE if _int8_target(precision, options) == "tensorrt" else ""
     return ExportResult(final, bool(comparison), comparison, seconds, note, parity_report=report)
@@ -230,6 +235,18 @@ def _checks_parity_here(options: ExportOptions) -> bool:
     from maskdepth.runtime.runners.cuda import gpu_info
 
     return gpu_info() is not None
+
+
+def _float_blocks(precision: str, options: ExportOptions) -> dict:
+    """For the parity report: which blocks an INT8 file keeps in float, and why."""
+    from .onnx_int8 import AUTO_EXCLUDE
+
+    if precision != "int8":
+        return {}
+    chosen = options.int8_exclude is not None
+    blocks = options.int8_exclude if chosen else AUTO_EXCLUDE
+    why = "--int8-exclude" if chosen else "--int8-exclude auto: the sensitivity sweep's choice"
+    return {"float_blocks": list(blocks or ()), "float_blocks_why": why}
 
 
 def _int8_target(precision: str, options: ExportOptions) -> str | None:

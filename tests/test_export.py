@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from maskdepth.cli import main
+from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import read_onnx_info
 from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
 from maskdepth.train.config import TrainConfig
@@ -244,3 +245,38 @@ def test_engine_export_builds_plan_sidecar_and_its_onnx(checkpoint, tmp_path, ca
         assert "parity not checked" in printed and _parity(path)["passed"] is None
     else:
         assert _parity(path)["passed"]
+
+
+def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path):
+    from maskdepth.export.onnx_int8 import AUTO_EXCLUDE, BLOCKS, excluded_nodes, parse_exclude
+
+    assert parse_exclude("auto") == AUTO_EXCLUDE and parse_exclude("none") == ()
+    assert parse_exclude("sides, fuse") == ("sides", "fuse")
+    with pytest.raises(MaskDepthError, match="--int8-exclude side: expected auto, none or"):
+        parse_exclude("side")
+    graph = onnx.load(str(exported["onnx"]))
+    convs = {n.name for n in graph.graph.node if n.op_type == "Conv"}
+    every_block = set(excluded_nodes(graph, BLOCKS)) & convs
+    assert every_block == convs  # the blocks cover the whole network
+    assert len(set(excluded_nodes(graph, ["sides", "fuse"])) & convs) == 14
+    path = tmp_path / "float_sides.onnx"
+    args = ["export", str(checkpoint), "--format", "onnx-int8", "--int8-exclude", "sides,fuse",
+            "--out", str(path), "--tolerance", "iou=0.2,rmse=0.05", *FAST]  # fmt: skip
+    assert main(args) == 0
+    report = _parity(path)
+    assert report["float_blocks"] == ["sides", "fuse"]
+    quantized = onnx.load(str(path)).graph
+    producers = {o: n.op_type for n in quantized.node for o in n.output}
+    sides = [n for n in quantized.node if n.op_type == "Conv" and "/sides." in n.name]
+    assert len(sides) == 12 and all(producers.get(n.input[1]) != "DequantizeLinear" for n in sides)
+    assert _parity(exported["onnx-int8"])["float_blocks"] == list(AUTO_EXCLUDE)
+
+
+def test_int8_sensitivity_sweeps_the_blocks_it_is_given(checkpoint, tmp_path):
+    from maskdepth.benchmarks import int8_sensitivity
+
+    args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "first,sides"]
+    assert int8_sensitivity.main([*args, "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "int8_sensitivity.json").read_text())
+    assert [r["float"] for r in report["rows"]] == ["(none: full INT8)", "first", "sides"]
+    assert all(abs(r["d_iou"]) <= 1 and r["max_abs"] > 0 for r in report["rows"])
