@@ -19,10 +19,10 @@ from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
 
 EXPORTS = [("fp32", "onnx"), ("fp16", "onnx-fp16"), ("int8", "onnx-int8")]
-# Minutes the stages other than training take on 2 CPU cores at 64 px (synth ~0.2, speed probe
-# ~0.3, eval ~0.1, three exports ~1.5, bench ~1, pictures and report ~0.1), plus headroom;
-# a smaller budget (tests) keeps 30% of it for them.
-OVERHEAD_MINUTES = 4.0
+# Minutes the stages after training take on 2 CPU cores at 64 px, measured (eval 0.15, three
+# exports 0.45-0.7, bench 0.4, pictures and report 0.05: 1.0-1.3), plus headroom for a busier
+# machine; a smaller budget (tests) keeps 30% of it for them.
+OVERHEAD_MINUTES = 2.0
 
 
 @dataclass
@@ -31,7 +31,7 @@ class DemoPlan:
     count: int = 3000  # synthetic scenes (10% validation)
     size: int | None = None  # default: 64 on the CPU, 224 on a GPU
     batch: int | None = None  # None: the trainer's default
-    val_every: int = 100  # steps between validations (for the curves)
+    val_every: int = 200  # steps between validations (for the curves; ~10 s each at 64 px)
     device: str = "auto"  # where to train: auto takes the GPU when torch sees one
     bench_seconds: float = 2.0  # timed per bench row
     tolerance: dict | None = None  # parity bounds of the exports (default: export's)
