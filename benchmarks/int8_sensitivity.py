@@ -16,38 +16,65 @@ import sys
 import tempfile
 from pathlib import Path
 
-from maskdepth.benchmarks.export_graph import publish
-from maskdepth.export.onnx_int8 import BLOCKS, parse_exclude
+from maskdepth.benchmarks.export_graph import publish, time_files
+from maskdepth.export.onnx_int8 import BLOCKS, METHODS, parse_exclude
 from maskdepth.export.pipeline import ExportOptions, export
 
 
-def sweep(
-    checkpoint: Path, data: Path | None, target: str, count: int, blocks: tuple[str, ...]
-) -> list[dict]:
+def sweep(checkpoint: Path, args: argparse.Namespace) -> list[dict]:
+    """One INT8 export per calibration method and kept-in-float block, each gated against
+    PyTorch fp32; with ``args.time``, their latencies side by side, over full INT8's."""
     rows: list[dict] = []
+    files: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for block in ["(none: full INT8)", *blocks]:
-            options = ExportOptions(
-                format="onnx-int8", data=data, int8_target=target, parity_count=count,
-                calib_count=count, tolerance={"*": 1.0},
-                int8_exclude=() if block.startswith("(") else (block,),
-            )  # fmt: skip
-            result = export(checkpoint, Path(tmp) / f"{len(rows)}.onnx", options)
-            assert result.comparison is not None  # every ONNX export is gated
-            measured = result.comparison.to_dict()
-            rows.append({"checkpoint": str(checkpoint), "float": block,
-                         "d_iou": measured["d_iou"], "d_rmse": measured["d_rmse"],
-                         "max_abs": measured["measured"]["max_abs"]})  # fmt: skip
+        for method in args.calib_methods:
+            for block in ["(none: full INT8)", *args.blocks]:
+                path = Path(tmp) / f"{len(rows)}.onnx"
+                options = ExportOptions(
+                    format="onnx-int8", data=args.data, int8_target=args.target,
+                    parity_count=args.count, calib_count=args.count, calib_method=method,
+                    tolerance={"*": 1.0}, int8_exclude=() if block.startswith("(") else (block,),
+                    size=(args.size, args.size) if args.size else None,
+                )  # fmt: skip
+                measured = _gated(checkpoint, path, options)
+                rows.append({"checkpoint": str(checkpoint), "calibration": method,
+                             "float": block, **measured})  # fmt: skip
+                files[str(len(rows) - 1)] = path
+        if args.time:
+            _add_latency(rows, files, args)
     return rows
+
+
+def _gated(checkpoint: Path, path: Path, options: ExportOptions) -> dict:
+    result = export(checkpoint, path, options)
+    assert result.comparison is not None  # every ONNX export is gated
+    measured = result.comparison.to_dict()
+    return {"d_iou": measured["d_iou"], "d_rmse": measured["d_rmse"],
+            "max_abs": measured["measured"]["max_abs"]}  # fmt: skip
+
+
+def _add_latency(rows: list[dict], files: dict[str, Path], args: argparse.Namespace) -> None:
+    """p50 of each file at its input size (interleaved calls), and its ratio to full INT8 with
+    the same calibration (calibration does not change the graph, only its scales)."""
+    from maskdepth.runtime.model_info import read_onnx_info
+
+    size = read_onnx_info(str(next(iter(files.values())))).size[0]
+    p50 = time_files(files, size, args.threads, args.repeats)
+    full = {r["calibration"]: p50[str(i)] for i, r in enumerate(rows) if r["float"][0] == "("}
+    for i, row in enumerate(rows):
+        row["p50_ms"] = p50[str(i)]
+        row["x_full_int8"] = p50[str(i)] / full[row["calibration"]]
 
 
 def markdown(report: dict) -> str:
     lines = [f"INT8 target {report['target']}; {report['count']} held-out samples; dIoU and "
              "dRMSE against PyTorch fp32", "",
-             "| checkpoint | kept in float | dIoU | dRMSE | max abs diff |",
-             "|---|---|---:|---:|---:|"]  # fmt: skip
-    lines += [f"| {Path(r['checkpoint']).parent.name} | {r['float']} | {r['d_iou']:+.4f} | "
-              f"{r['d_rmse']:+.4f} | {r['max_abs']:.3g} |" for r in report["rows"]]  # fmt: skip
+             "| checkpoint | calibration | kept in float | dIoU | dRMSE | max abs diff | p50 ms "
+             "| x full INT8 |", "|---|---|---|---:|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [f"| {Path(r['checkpoint']).parent.name} | {r['calibration']} | {r['float']} | "
+              f"{r['d_iou']:+.4f} | {r['d_rmse']:+.4f} | {r['max_abs']:.3g} | "
+              f"{r.get('p50_ms', float('nan')):.1f} | {r.get('x_full_int8', float('nan')):.3f} |"
+              for r in report["rows"]]  # fmt: skip
     return "\n".join(lines) + "\n"
 
 
@@ -60,13 +87,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--blocks", type=parse_exclude, default=tuple(BLOCKS), help="comma-separated (all)"
     )
+    parser.add_argument(
+        "--calib-methods", nargs="+", choices=list(METHODS), default=["minmax"], metavar="METHOD"
+    )
+    parser.add_argument("--time", action="store_true", help="also time every file, side by side")
+    parser.add_argument("--size", type=int, help="export at this side (default: training size)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=15, help="timed calls per file")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
-    rows = [
-        row
-        for checkpoint in args.checkpoints
-        for row in sweep(checkpoint, args.data, args.target, args.count, args.blocks)
-    ]
+    rows = [row for checkpoint in args.checkpoints for row in sweep(checkpoint, args)]
     report = {"target": args.target, "count": args.count, "rows": rows}
     publish(args.out / "int8_sensitivity", report, markdown(report))
     return 0
