@@ -251,7 +251,7 @@ def _predictor(paths: _Paths, exported: dict[str, Path]):
         model = Predictor(exported["fp32"], device="cpu")
 
         def run(bg, scene):
-            result = model.predict(bg, scene)
+            result = model.predict(scene, bg=bg)
             return result.mask, result.depth
 
         return run

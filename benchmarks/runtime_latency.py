@@ -174,9 +174,9 @@ def onnx_cases(predictor, name: str, feeds: dict, pairs: list) -> list[Case]:
         def call(bgs=bgs, scenes=scenes, batch=batch, overhead=overhead):
             start = time.perf_counter()
             if batch == 1:
-                predictor.predict(bgs[0], scenes[0])
+                predictor.predict(scenes[0], bg=bgs[0])
             else:
-                list(predictor.predict_batch(bgs, scenes, batch_size=batch))
+                list(predictor.predict_batch(scenes, bgs=bgs, batch_size=batch))
             overhead.append(time.perf_counter() - start - runner.last_inference_time)
 
         predictor_fields = {**fields, "runner": "Predictor", "provider": predictor.provider}
@@ -231,7 +231,7 @@ def cold_start(path: Path, bg_path: Path, scene_path: Path, threads: int, repeat
         t1 = time.perf_counter()
         p = Predictor({str(path)!r}, device="cpu", threads={threads})
         t2 = time.perf_counter()
-        p.predict({str(bg_path)!r}, {str(scene_path)!r})
+        p.predict({str(scene_path)!r}, bg={str(bg_path)!r})
         t3 = time.perf_counter()
         print(json.dumps({{"import": t1 - t0, "load": t2 - t1, "first": t3 - t2}}))
         """

@@ -1,4 +1,4 @@
-"""The deployable API: ``Predictor(path).predict(bg, scene)`` -> mask and depth at the scene's size.
+"""The deployable API: ``Predictor(path).predict(scene, bg=bg)`` -> mask and depth at its size.
 
 A Predictor owns one model file and everything around it: it reads the pre-processing from the
 model's own metadata (ONNX ``metadata_props`` or the engine sidecar), prepares the inputs with
@@ -6,9 +6,12 @@ the same functions training uses (:mod:`maskdepth.runtime.preprocess`), runs a r
 resizes the outputs back. Callers never see tensors.
 
     p = Predictor("model.onnx")                # device="auto" | "cpu" | "cuda"
-    out = p.predict(bg, scene)                 # RGB uint8 arrays (gray/RGBA converted) or paths
-    p.set_background(bg); out = p.predict(scene)            # fixed camera: bg prepared once
-    for out in p.predict_batch(bg, scenes, batch_size=8):   # streams, constant memory
+    out = p.predict(scene, bg=bg)              # RGB uint8 arrays (gray/RGBA converted) or paths
+    p.set_background(bg); out = p.predict(scene)              # fixed camera: bg prepared once
+    for out in p.predict_batch(scenes, bgs=bg, batch_size=8): # streams, constant memory
+
+The background is keyword-only, so that a call written for the other order fails loudly
+instead of swapping the two images.
         ...
 
 One Predictor may be used from several threads at once: the runners' sessions are thread-safe,
@@ -214,11 +217,9 @@ class Predictor:
             None if bg is None else _Background(load_rgb(bg, "bg"), self.info.preprocessing)
         )
 
-    def predict(self, bg: ImageInput | None = None, scene: ImageInput | None = None) -> Prediction:
-        """Mask and depth of one scene: ``predict(bg, scene)``, or ``predict(scene)`` after
-        :meth:`set_background`."""
-        if scene is None:
-            bg, scene = None, bg
+    def predict(self, scene: ImageInput, *, bg: ImageInput | None = None) -> Prediction:
+        """Mask and depth of one scene against ``bg``, or against the :meth:`set_background`
+        bg when ``bg`` is None (a fixed camera)."""
         if scene is None:
             raise MaskDepthError("predict: no scene given")
         background = self._fixed_background() if bg is None else load_rgb(bg, "bg")
@@ -226,18 +227,17 @@ class Predictor:
 
     def predict_batch(
         self,
-        bgs: ImageInput | Iterable[ImageInput] | None,
-        scenes: Iterable[ImageInput] | None = None,
+        scenes: Iterable[ImageInput],
+        *,
+        bgs: ImageInput | Iterable[ImageInput] | None = None,
         batch_size: int = DEFAULT_BATCH,
     ) -> Iterator[Prediction]:
         """Predictions for many scenes, in order, ``batch_size`` at a time; reads its inputs
         lazily (paths, a generator) so long lists stream in constant memory.
 
-        ``bgs``: one background for all scenes, one per scene (a list or iterable), or, with
-        ``scenes`` left out, ``bgs`` are the scenes and the :meth:`set_background` bg is used.
+        ``bgs``: one background for all scenes, one per scene (a list or iterable), or None
+        for the :meth:`set_background` bg.
         """
-        if scenes is None:
-            bgs, scenes = None, bgs
         if _is_one_image(scenes) or scenes is None:
             raise MaskDepthError(
                 "predict_batch: scenes must be a list or iterable of images; for one scene "

@@ -102,11 +102,11 @@ def assert_result(result: Prediction, bg, scene, atol=2e-6):
 
 def test_predict_arrays_gives_the_models_answer_at_the_scenes_size(predictor):
     bg, scene = rgb(1), rgb(2)
-    result = predictor.predict(bg, scene)
+    result = predictor.predict(scene, bg=bg)
     assert_result(result, bg, scene)
     assert 0 < result.mask.min() < result.mask.max() < 1  # varies over the image
     # another scene gives another answer (the inputs reach the model)
-    assert np.abs(predictor.predict(bg, rgb(3)).mask - result.mask).max() > 0.01
+    assert np.abs(predictor.predict(rgb(3), bg=bg).mask - result.mask).max() > 0.01
 
 
 def test_model_description_and_device(predictor):
@@ -120,13 +120,13 @@ def test_paths_bytes_and_arrays_give_the_same_result(predictor, tmp_path):
     bg, scene = rgb(4), rgb(5)
     write_image(tmp_path / "bg.png", bg)
     write_image(tmp_path / "scene.png", scene)
-    reference = predictor.predict(bg, scene)
+    reference = predictor.predict(scene, bg=bg)
     for pair in [
         (tmp_path / "bg.png", tmp_path / "scene.png"),
         (str(tmp_path / "bg.png"), str(tmp_path / "scene.png")),
         (encode_image(bg, ".png"), encode_image(scene, ".png")),
     ]:
-        result = predictor.predict(*pair)
+        result = predictor.predict(pair[1], bg=pair[0])
         np.testing.assert_array_equal(result.mask, reference.mask)
         np.testing.assert_array_equal(result.depth, reference.depth)
         np.testing.assert_array_equal(result.scene, scene)
@@ -137,27 +137,27 @@ def test_grayscale_and_rgba_are_converted(predictor):
     gray = rgb(7)[:, :, 0]
     as_color = np.repeat(gray[:, :, None], 3, axis=2)
     np.testing.assert_array_equal(
-        predictor.predict(bg, gray).mask, predictor.predict(bg, as_color).mask
+        predictor.predict(gray, bg=bg).mask, predictor.predict(as_color, bg=bg).mask
     )
     np.testing.assert_array_equal(
-        predictor.predict(bg, gray[:, :, None]).mask, predictor.predict(bg, as_color).mask
+        predictor.predict(gray[:, :, None], bg=bg).mask, predictor.predict(as_color, bg=bg).mask
     )
     scene = rgb(8)
     rgba = np.dstack([scene, np.full(scene.shape[:2], 77, np.uint8)])
     np.testing.assert_array_equal(
-        predictor.predict(rgba, rgba).depth, predictor.predict(scene, scene).depth
+        predictor.predict(rgba, bg=rgba).depth, predictor.predict(scene, bg=scene).depth
     )
     # a non-contiguous view (BGR -> RGB by slicing) works too
     np.testing.assert_array_equal(
-        predictor.predict(bg, scene[:, :, ::-1]).mask,
-        predictor.predict(bg, np.ascontiguousarray(scene[:, :, ::-1])).mask,
+        predictor.predict(scene[:, :, ::-1], bg=bg).mask,
+        predictor.predict(np.ascontiguousarray(scene[:, :, ::-1]), bg=bg).mask,
     )
 
 
 def test_a_bg_of_another_size_is_resized_to_the_scene(predictor):
     big_bg, scene = rgb(9, 90, 120), rgb(10, 30, 40)
-    result = predictor.predict(big_bg, scene)
-    same = predictor.predict(resize_image(big_bg, scene.shape[:2]), scene)
+    result = predictor.predict(scene, bg=big_bg)
+    same = predictor.predict(scene, bg=resize_image(big_bg, scene.shape[:2]))
     np.testing.assert_allclose(result.mask, same.mask, atol=1e-6)
     assert_result(result, big_bg, scene)
 
@@ -166,7 +166,7 @@ def test_scenes_of_any_size_come_back_at_their_size(predictor):
     bg = rgb(11)
     for height, width in [(16, 24), (7, 300), (200, 50)]:
         scene = rgb(12, height, width)
-        assert_result(predictor.predict(bg, scene), bg, scene)
+        assert_result(predictor.predict(scene, bg=bg), bg, scene)
 
 
 # ------------------------------------------------------------------------------ background
@@ -196,7 +196,7 @@ def test_set_background_prepares_it_once_per_scene_size(tiny, count_bg_preparati
     for scene in scenes:
         result = predictor.predict(scene)
         assert_result(result, bg, scene)
-        np.testing.assert_array_equal(result.mask, predictor.predict(bg, scene).mask)
+        np.testing.assert_array_equal(result.mask, predictor.predict(scene, bg=bg).mask)
     assert count_bg_preparations.count((30, 40)) == 1 + len(scenes)  # once + once per explicit
     other = rgb(30, 50, 60)
     assert_result(predictor.predict(other), bg, other)
@@ -218,7 +218,7 @@ def test_predict_without_a_background_says_what_to_do(tiny):
     with pytest.raises(MaskDepthError, match="set_background"):
         predictor.predict(scene=rgb(1))
     with pytest.raises(MaskDepthError, match="no scene"):
-        predictor.predict()
+        predictor.predict(None)
 
 
 # ------------------------------------------------------------------------------ batches
@@ -234,7 +234,7 @@ def test_predict_batch_streams_in_order(predictor):
             taken.append(1)
             yield scene
 
-    results = predictor.predict_batch(bg, lazily(), batch_size=3)
+    results = predictor.predict_batch(lazily(), bgs=bg, batch_size=3)
     assert taken == []  # nothing read before the first result is asked for
     first = next(results)
     assert len(taken) == 3  # one batch read, not the whole list
@@ -248,32 +248,32 @@ def test_predict_batch_streams_in_order(predictor):
 def test_predict_batch_one_bg_per_scene_and_batch_sizes_agree(predictor):
     bgs = [rgb(50 + i) for i in range(5)]
     scenes = [rgb(60 + i) for i in range(5)]
-    one_by_one = [predictor.predict(b, s) for b, s in zip(bgs, scenes)]
+    one_by_one = [predictor.predict(s, bg=b) for b, s in zip(bgs, scenes)]
     for batch_size in (1, 2, 5, 8):
-        batched = list(predictor.predict_batch(bgs, scenes, batch_size=batch_size))
+        batched = list(predictor.predict_batch(scenes, bgs=bgs, batch_size=batch_size))
         for a, b in zip(batched, one_by_one):
             np.testing.assert_allclose(a.mask, b.mask, atol=1e-6)
             np.testing.assert_allclose(a.depth, b.depth, atol=1e-6)
     # a 4-D array of scenes is a list of scenes
-    stacked = list(predictor.predict_batch(bgs[0], np.stack(scenes), batch_size=2))
+    stacked = list(predictor.predict_batch(np.stack(scenes), bgs=bgs[0], batch_size=2))
     assert_result(stacked[4], bgs[0], scenes[4])
 
 
 def test_predict_batch_errors(predictor, tmp_path):
     bgs, scenes = [rgb(1), rgb(2)], [rgb(3), rgb(4), rgb(5)]
     with pytest.raises(MaskDepthError, match="more scenes than backgrounds"):
-        list(predictor.predict_batch(bgs, scenes))
+        list(predictor.predict_batch(scenes, bgs=bgs))
     with pytest.raises(MaskDepthError, match="more backgrounds than scenes"):
-        list(predictor.predict_batch(scenes, bgs))
+        list(predictor.predict_batch(bgs, bgs=scenes))
     for bad in (0, -1, 2.5, True):
         with pytest.raises(MaskDepthError, match="batch_size"):
-            predictor.predict_batch(rgb(1), scenes, batch_size=bad)  # at the call, not later
+            predictor.predict_batch(scenes, bgs=rgb(1), batch_size=bad)  # at the call, not later
     with pytest.raises(MaskDepthError, match="for one scene use predict"):
-        predictor.predict_batch(rgb(1), rgb(2))
+        predictor.predict_batch(rgb(2), bgs=rgb(1))
     with pytest.raises(MaskDepthError, match=r"scenes\[1\]: expected dtype uint8"):
-        list(predictor.predict_batch(rgb(1), [rgb(2), rgb(3).astype(np.float32)]))
+        list(predictor.predict_batch([rgb(2), rgb(3).astype(np.float32)], bgs=rgb(1)))
     with pytest.raises(FileNotFoundError, match="absent.png"):
-        list(predictor.predict_batch(rgb(1), [tmp_path / "absent.png"]))
+        list(predictor.predict_batch([tmp_path / "absent.png"], bgs=rgb(1)))
 
 
 def test_a_fixed_batch_model_is_fed_whole_batches(tmp_path):
@@ -281,11 +281,11 @@ def test_a_fixed_batch_model_is_fed_whole_batches(tmp_path):
     predictor = Predictor(path, device="cpu")
     bg = rgb(70)
     scenes = [rgb(71 + i) for i in range(6)]
-    results = list(predictor.predict_batch(bg, scenes, batch_size=16))
+    results = list(predictor.predict_batch(scenes, bgs=bg, batch_size=16))
     assert len(results) == 6
     for result, scene in zip(results, scenes):
         assert_result(result, bg, scene)
-    assert_result(predictor.predict(bg, scenes[0]), bg, scenes[0])
+    assert_result(predictor.predict(scenes[0], bg=bg), bg, scenes[0])
 
 
 # ------------------------------------------------------------------------------ results
@@ -293,7 +293,7 @@ def test_a_fixed_batch_model_is_fed_whole_batches(tmp_path):
 
 def test_prediction_helpers(predictor):
     bg, scene = rgb(80), rgb(81)
-    result = predictor.predict(bg, scene)
+    result = predictor.predict(scene, bg=bg)
     threshold = float(np.median(result.mask))
     binary = result.binary(threshold)
     assert binary.dtype == bool and binary.shape == scene.shape[:2]
@@ -311,7 +311,7 @@ def test_prediction_helpers(predictor):
 
 def test_depth_metres_is_none_without_a_scale(tmp_path):
     path = write_tiny_model(tmp_path / "noscale.onnx", depth_scale_m=None)
-    result = Predictor(path, device="cpu").predict(rgb(1), rgb(2))
+    result = Predictor(path, device="cpu").predict(rgb(2), bg=rgb(1))
     assert result.depth_metres is None
 
 
@@ -332,18 +332,18 @@ def test_depth_metres_is_none_without_a_scale(tmp_path):
 )
 def test_bad_scenes_raise_a_clear_value_error(predictor, bad, message):
     with pytest.raises(ValueError, match=message):
-        predictor.predict(rgb(1), bad)
+        predictor.predict(bad, bg=rgb(1))
 
 
 def test_bad_bg_and_files_name_the_problem(predictor, tmp_path):
     with pytest.raises(MaskDepthError, match="bg: expected dtype uint8, got int64"):
-        predictor.predict(np.zeros((4, 4, 3), np.int64), rgb(1))
+        predictor.predict(rgb(1), bg=np.zeros((4, 4, 3), np.int64))
     with pytest.raises(FileNotFoundError, match="absent.jpg"):
-        predictor.predict(tmp_path / "absent.jpg", rgb(1))
+        predictor.predict(rgb(1), bg=tmp_path / "absent.jpg")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n garbage")
     with pytest.raises(MaskDepthError, match="broken.png: unreadable"):
-        predictor.predict(rgb(1), broken)
+        predictor.predict(broken, bg=rgb(1))
     with pytest.raises(MaskDepthError, match="bg: expected dtype uint8"):
         predictor.set_background(np.zeros((4, 4), np.float64))
 
@@ -383,9 +383,9 @@ def test_model_file_errors(tmp_path):
 
 def test_closed_predictor_refuses_to_run(tiny):
     with Predictor(tiny, device="cpu") as predictor:
-        predictor.predict(rgb(1), rgb(2))
+        predictor.predict(rgb(2), bg=rgb(1))
     with pytest.raises(MaskDepthError, match="activate"):
-        predictor.predict(rgb(1), rgb(2))
+        predictor.predict(rgb(2), bg=rgb(1))
 
 
 # ------------------------------------------------------------------------------ runner
@@ -494,7 +494,7 @@ def test_runtime_and_a_prediction_import_no_torch(tiny):
         "assert 'onnxruntime' not in sys.modules, 'onnxruntime at import'\n"
         f"p = r.Predictor({str(tiny)!r}, device='cpu')\n"
         "img = np.zeros((20, 20, 3), np.uint8)\n"
-        "out = p.predict(img, img)\n"
+        "out = p.predict(img, bg=img)\n"
         "p.set_background(img)\n"
         "list(p.predict_batch([img, img], batch_size=2))\n"
         "out.overlay(); out.depth_colormap(); out.binary()\n"
@@ -525,7 +525,7 @@ def test_eight_threads_give_the_same_results_as_one(u2net):
             mine = scenes[worker::8] + scenes[(worker + 1) % 8 :: 8]
             single = [predictor.predict(scene) for scene in mine]
             batched = list(predictor.predict_batch(mine, batch_size=2))
-            explicit = [predictor.predict(bg, scene) for scene in mine[:1]]
+            explicit = [predictor.predict(scene, bg=bg) for scene in mine[:1]]
             got[worker] = [mine, single, batched, explicit]
         except Exception as exc:  # reported below, not lost in the thread
             errors.append(exc)
@@ -629,7 +629,7 @@ def test_predictor_equals_pytorch_within_1e_4(u2net):
     accumulator = DiffAccumulator()
     for bg, scene in pairs:
         reference = _torch_reference(u2net, bg, scene)
-        result = predictor.predict(bg, scene)
+        result = predictor.predict(scene, bg=bg)
         candidate = {"mask": result.mask[None, None], "depth": result.depth[None, None]}
         accumulator.update(reference, candidate, reference["mask"], reference["depth"])
         # the check can fail: another input (the scene as its own bg) is far outside 1e-4
