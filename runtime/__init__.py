@@ -1,30 +1,17 @@
 """The lean inference side of maskdepth: numpy, OpenCV and onnxruntime, never torch."""
 
 from .errors import MaskDepthError, MissingDependencyError
-from .preprocess import (
-    Preprocessing,
-    prepare_background,
-    prepare_batch,
-    prepare_pair,
-    prepare_scene,
-    resize_image,
-    resize_map,
-)
+from .preprocess import Preprocessing, prepare_pair
 
+# What users call. The runners (OnnxRuntimeRunner, TensorRTRunner, loaded on first use below)
+# and the rest of pre-processing stay importable from their modules for those who build on them.
 __all__ = [
     "MaskDepthError",
     "MissingDependencyError",
-    "OnnxRuntimeRunner",
     "Prediction",
     "Predictor",
     "Preprocessing",
-    "TensorRTRunner",
-    "prepare_background",
-    "prepare_batch",
     "prepare_pair",
-    "prepare_scene",
-    "resize_image",
-    "resize_map",
 ]
 
 _LAZY = {

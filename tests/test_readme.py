@@ -1,4 +1,4 @@
-"""The README's Python example runs as written (on a small synthetic dataset)."""
+"""The README's Python examples run as written (on small synthetic datasets)."""
 
 import re
 from pathlib import Path
@@ -10,7 +10,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_python_api_example_runs(tmp_path):
     synthesize(tmp_path / "mine", 80, size=64, per_background=10, workers=1, progress=False)
-    example = _python_blocks()[1]
+    example = _python_blocks()[2]
     assert '"data/mine"' in example
     scope: dict = {}
     exec(example.replace('"data/mine"', repr(str(tmp_path / "mine"))), scope)
@@ -42,3 +42,25 @@ def test_predictor_example_runs(tiny_checkpoint, tmp_path, monkeypatch, capsys):
     assert scope["picture"].shape == (48, 64, 3) and scope["metres"].max() <= 20.0
     printed = capsys.readouterr().out.split()
     assert printed[-2:] == ["cpu", "CPUExecutionProvider"] and len(printed) == 5
+
+
+def test_train_score_export_example_runs(tmp_path, monkeypatch):
+    from maskdepth.runtime.image import write_image
+    from maskdepth.train.data.synth import SynthSource
+
+    synthesize(tmp_path / "data/mine", 80, size=64, per_background=10, workers=1, progress=False)
+    sample = SynthSource(4, size=(48, 64), seed=3)[0]
+    write_image(tmp_path / "empty.jpg", sample.bg)
+    write_image(tmp_path / "scene.jpg", sample.scene)
+    monkeypatch.chdir(tmp_path)
+    example = _python_blocks()[1]
+    tiny = "size=32, epochs=1, batch=4, workers=0, samples=2, progress=False"
+    assert "size=96, max_minutes=30" in example and 'format="onnx-int8"' in example
+    example = example.replace("size=96, max_minutes=30", tiny)
+    example = example.replace('format="onnx-int8"', 'format="onnx-int8", calib_count=8')
+    scope: dict = {}
+    exec(example, scope)
+    assert Path(scope["run"]["best_path"]).is_file()
+    assert scope["scores"]["split"] == "val" and 0.0 <= scope["scores"]["iou"] <= 1.0
+    assert scope["onnx"].passed is True and scope["onnx"].path == Path("models/mine.onnx")
+    assert scope["result"].mask.shape == (48, 64)
