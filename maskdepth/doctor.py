@@ -1,3 +1,4 @@
+# long file: probe, checks and printing of one command; the tests inject Facts between them.
 """`maskdepth doctor`: what this machine can do with maskdepth, one line per capability, with
 the reason when it cannot (like ``yolo checks`` or ``nvidia-smi``).
 

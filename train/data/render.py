@@ -1,3 +1,4 @@
+# long file: one ray caster; camera, shapes, textures and shading share its vector helpers.
 """Ray casting for synthetic scenes: a pinhole camera, planes and solids, procedural textures and
 Lambert shading, vectorised over the pixels in float32 numpy.
 

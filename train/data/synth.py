@@ -1,3 +1,4 @@
+# long file: one scene recipe read top to bottom; its steps share the random state.
 """Synthetic scenes with exact depth: a textured room seen by a pinhole camera, objects on the
 ground, and a scene photo that differs from its background the way a second shot does.
 
