@@ -9,6 +9,7 @@ backend once and compares with the reference's outputs and with the ground truth
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import functools
 import json
@@ -26,23 +27,50 @@ from maskdepth.runtime.compare import DEFAULT_TOLERANCES, DiffAccumulator
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
 from maskdepth.runtime.metrics import MetricAccumulator
-from maskdepth.runtime.runners.cuda import DEVICES, GpuInfo
+from maskdepth.runtime.options import device_option, option, positive
+from maskdepth.runtime.predictor import BACKENDS
+from maskdepth.runtime.runners.cuda import GpuInfo
 
 ACCURACY_BATCH = 8
 
 
+def _batches(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}")
+    return values
+
+
 @dataclass
 class BenchOptions:
-    data: Path | None = None  # held-out samples; default: synthetic scenes
-    reference: Path | None = None  # a checkpoint: the PyTorch fp32 row and the parity baseline
-    batches: tuple[int, ...] = (1, 8)
-    count: int = 256
-    warmup: int = 3
-    iters: int | None = None  # timed calls per row; default: as many as fit in ``seconds``
-    seconds: float = 3.0
-    device: str = "auto"
-    backends: tuple[str, ...] | None = None  # default: onnxruntime for .onnx, tensorrt for .engine
-    threads: int | None = None
+    data: Path | None = option(  # held-out samples; default: synthetic scenes
+        None, type=Path, help="held-out data (default: synthetic scenes)"
+    )
+    reference: Path | None = option(  # a checkpoint: the PyTorch fp32 row and the parity baseline
+        None, type=Path, help="the checkpoint: PyTorch fp32 row and the parity baseline"
+    )
+    batches: tuple[int, ...] = option(
+        (1, 8), "--batch", type=_batches, metavar="BATCH", help="e.g. 1,8"
+    )
+    count: int = option(256, type=positive, help="held-out samples")
+    warmup: int = option(3, type=int, help="untimed calls per row")
+    iters: int | None = option(  # default: as many as fit in ``seconds``
+        None, type=positive, help="timed calls per row"
+    )
+    seconds: float = option(3.0, type=float, help="time per row when --iters is not given")
+    device: str = device_option()
+    backends: tuple[str, ...] | None = option(
+        None,
+        "--backend",
+        nargs="+",
+        choices=BACKENDS,
+        convert=tuple,
+        help="default: onnxruntime for .onnx, tensorrt for .engine",
+    )
+    threads: int | None = option(None, type=positive, help="CPU threads (onnxruntime, PyTorch)")
 
 
 @dataclass
@@ -450,56 +478,3 @@ def plot(report: dict, path: Path) -> Path | None:
     fig.savefig(path)
     plt.close(fig)
     return path
-
-
-def _batches(text: str) -> tuple[int, ...]:
-    import argparse
-
-    try:
-        values = tuple(int(v) for v in text.split(","))
-    except ValueError:
-        values = ()
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected batch sizes like 1,8, got {text!r}")
-    return values
-
-
-def add_bench_arguments(parser, positive) -> None:
-    parser.add_argument(
-        "models", nargs="+", type=Path, metavar="MODEL", help="exported files (.onnx, .engine)"
-    )
-    parser.add_argument("--data", type=Path, help="held-out data (default: synthetic scenes)")
-    parser.add_argument("--out", required=True, type=Path, help="folder for bench.md/json/png")
-    parser.add_argument(
-        "--reference", type=Path, help="the checkpoint: PyTorch fp32 row and the parity baseline"
-    )
-    parser.add_argument("--batch", type=_batches, default=(1, 8), help="e.g. 1,8")
-    parser.add_argument("--count", type=positive, default=256, help="held-out samples")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls per row")
-    parser.add_argument("--iters", type=positive, help="timed calls per row")
-    parser.add_argument(
-        "--seconds", type=float, default=3.0, help="time per row when --iters is not given"
-    )
-    parser.add_argument("--device", choices=DEVICES, default="auto")
-    parser.add_argument(
-        "--backend",
-        nargs="+",
-        choices=["onnxruntime", "onnxruntime-tensorrt", "tensorrt"],
-        help="default: onnxruntime for .onnx, tensorrt for .engine",
-    )
-    parser.add_argument("--threads", type=positive, help="CPU threads (onnxruntime, PyTorch)")
-
-
-def options_from_args(args) -> BenchOptions:
-    return BenchOptions(
-        data=args.data,
-        reference=args.reference,
-        batches=args.batch,
-        count=args.count,
-        warmup=args.warmup,
-        iters=args.iters,
-        seconds=args.seconds,
-        device=args.device,
-        backends=tuple(args.backend) if args.backend else None,
-        threads=args.threads,
-    )

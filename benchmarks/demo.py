@@ -17,6 +17,7 @@ from pathlib import Path
 
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
+from maskdepth.runtime.options import device_option, option, positive
 
 EXPORTS = [("fp32", "onnx"), ("fp16", "onnx-fp16"), ("int8", "onnx-int8")]
 # Minutes the stages after training take on 2 CPU cores at 64 px, measured (eval 0.15, three
@@ -27,12 +28,14 @@ OVERHEAD_MINUTES = 2.0
 
 @dataclass
 class DemoPlan:
-    minutes: float = 15.0  # the whole demo
-    count: int = 3000  # synthetic scenes (10% validation)
-    size: int | None = None  # default: 64 on the CPU, 224 on a GPU
+    minutes: float = option(15.0, type=float, help="budget for the whole demo")
+    count: int = option(  # synthetic scenes (10% validation)
+        3000, type=positive, help="synthetic scenes to make"
+    )
+    size: int | None = option(None, type=int, help="image side (default: 64 on CPU, 224 on GPU)")
     batch: int | None = None  # None: the trainer's default
     val_every: int = 200  # steps between validations (for the curves; ~10 s each at 64 px)
-    device: str = "auto"  # where to train: auto takes the GPU when torch sees one
+    device: str = device_option(help="where to train")  # auto: the GPU when torch sees one
     bench_seconds: float = 2.0  # timed per bench row
     tolerance: dict | None = None  # parity bounds of the exports (default: export's)
 

@@ -1,13 +1,21 @@
-"""`maskdepth export`'s options (no torch here: building the CLI's parser stays fast)."""
+"""What an export is asked to do: :class:`ExportOptions`, whose fields are also the options of
+``maskdepth export`` (no torch and no onnx here: building the CLI's parser stays fast)."""
 
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
-from maskdepth.runtime.runners.cuda import DEVICES
+from maskdepth.runtime.model_info import PRECISIONS
+from maskdepth.runtime.options import device_option, option, positive
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
+METHODS = ("minmax", "entropy", "percentile")  # INT8 calibration (maskdepth.export.onnx_int8)
+TARGETS = ("tensorrt", "cpu")  # INT8 graphs for TensorRT or onnxruntime's CPU kernels
+DEFAULT_OPSET = 17
+MIN_PARITY_SAMPLES = 64
+ENGINES = "engines (--format engine)"  # the help's group of the engine-only options
 
 
 def _tolerance(text: str) -> dict[str, float]:
@@ -23,108 +31,88 @@ def _tolerance(text: str) -> dict[str, float]:
         ) from None
 
 
-def add_export_arguments(parser: argparse.ArgumentParser, positive) -> None:
-    parser.add_argument("checkpoint", type=Path, help="a maskdepth checkpoint (.pt)")
-    parser.add_argument("--format", choices=FORMATS, default="onnx")
-    parser.add_argument("--out", required=True, type=Path, help="file to write")
-    parser.add_argument(
-        "--size",
+def _exclude(text: str) -> tuple[str, ...] | None:
+    """``--int8-exclude``: None for auto (the pipeline's AUTO_EXCLUDE), else the blocks."""
+    if text == "auto":
+        return None
+    from .onnx_int8 import parse_exclude  # onnx: only when the option is given
+
+    return parse_exclude(text)
+
+
+@dataclass
+class ExportOptions:
+    format: str = option("onnx", choices=FORMATS)
+    size: tuple[int, int] | None = option(  # default: the training size
+        None,
         type=int,
         nargs=2,
         metavar=("H", "W"),
+        convert=tuple,
         help="input size, multiples of 32 (default: the training size)",
     )
-    parser.add_argument(
-        "--dynamic",
-        action="store_true",
-        help="dynamic height and width too (batch is always dynamic)",
+    dynamic: bool = option(  # False: batch only; True: batch, height and width
+        False, action="store_true", help="dynamic height and width too (batch is always dynamic)"
     )
-    parser.add_argument(
-        "--max-batch", type=positive, default=32, help="largest batch of the engine's profile"
+    max_batch: int = option(32, type=positive, help="largest batch of the engine's profile")
+    opset: int = option(DEFAULT_OPSET, type=int)
+    device: str = device_option(
+        "cpu", help="where onnxruntime runs the parity check of an ONNX file (engines: on the GPU)"
     )
-    parser.add_argument("--opset", type=int, default=17)
-    parser.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="cpu",
-        help="where onnxruntime runs the parity check of an ONNX file (engines: on the GPU)",
+    data: Path | None = option(  # held-out samples; default: synthetic scenes
+        None, type=Path, help="held-out samples for calibration and parity (default: synthetic)"
     )
-    parser.add_argument(
-        "--data", type=Path, help="held-out samples for calibration and parity (default: synthetic)"
-    )
-    parser.add_argument("--calib-count", type=positive, default=256)
-    parser.add_argument(
-        "--calib-method", choices=["minmax", "entropy", "percentile"], default="minmax"
-    )
-    parser.add_argument(
-        "--int8-target",
-        choices=["tensorrt", "cpu"],
-        default="tensorrt",
+    calib_count: int = option(256, type=positive)
+    calib_method: str = option("minmax", choices=METHODS)
+    int8_target: str = option(
+        "tensorrt",
+        choices=TARGETS,
         help="tensorrt: symmetric int8 activations; cpu: onnxruntime's uint8",
     )
-    parser.add_argument(
-        "--int8-exclude",
+    int8_exclude: tuple[str, ...] | None = option(  # blocks kept in float; None: AUTO_EXCLUDE
+        None,
         default="auto",
         metavar="auto|none|BLOCK[,BLOCK]",
+        convert=_exclude,
         help="blocks kept in float in an INT8 file (first, encoder.0-5, decoder.0-4, sides, "
         "fuse); auto: the sensitivity sweep's choice",
     )
-    parser.add_argument(
-        "--parity-count", type=positive, default=64, help="held-out samples in the parity check"
+    parity_count: int = option(
+        MIN_PARITY_SAMPLES, type=positive, help="held-out samples in the parity check"
     )
-    parser.add_argument(
-        "--tolerance",
-        type=_tolerance,
-        help="override the parity bounds: 0.01, or iou=0.01,rmse=0.004",
+    tolerance: dict | None = option(  # e.g. {"iou": 0.02}; {"*": x} sets every bound
+        None, type=_tolerance, help="override the parity bounds: 0.01, or iou=0.01,rmse=0.004"
     )
-    parser.add_argument(
-        "--raw-weights", action="store_true", help="export the trained weights, not their EMA"
+    use_ema: bool = option(
+        True,
+        "--raw-weights",
+        action="store_false",
+        help="export the trained weights, not their EMA",
     )
-    engine = parser.add_argument_group("engines (--format engine)")
-    engine.add_argument(
+    # engines
+    from_onnx: Path | None = option(
+        None,
         "--from",
-        dest="from_onnx",
         type=Path,
+        group=ENGINES,
         help="build from this ONNX file (default: export one first)",
     )
-    engine.add_argument(
-        "--precision",
-        choices=["fp32", "fp16", "int8"],
+    precision: str | None = option(  # of the ONNX graph an engine is built from
+        None,
+        choices=PRECISIONS,
+        group=ENGINES,
         help="of the graph to compile (default: fp16, or --from's)",
     )
-    engine.add_argument("--workspace", type=positive, metavar="MB", help="builder workspace")
-    engine.add_argument("--timing-cache", type=Path, help="reused across builds")
-    engine.add_argument(
+    workspace_mb: int | None = option(
+        None, "--workspace", type=positive, metavar="MB", group=ENGINES, help="builder workspace"
+    )
+    timing_cache: Path | None = option(None, type=Path, group=ENGINES, help="reused across builds")
+    compute_capabilities: tuple[str, ...] | None = option(
+        None,
         "--compute-capability",
-        dest="compute_capabilities",
         nargs="+",
         metavar="CC",
+        convert=tuple,
+        group=ENGINES,
         help="TensorRT-RTX targets, e.g. 8.6 8.9 (default: all)",
-    )
-
-
-def options_from_args(args: argparse.Namespace):
-    from .onnx_int8 import parse_exclude
-    from .pipeline import ExportOptions
-
-    return ExportOptions(
-        format=args.format,
-        size=tuple(args.size) if args.size else None,
-        dynamic=args.dynamic,
-        max_batch=args.max_batch,
-        opset=args.opset,
-        data=args.data,
-        calib_count=args.calib_count,
-        calib_method=args.calib_method,
-        int8_target=args.int8_target,
-        int8_exclude=None if args.int8_exclude == "auto" else parse_exclude(args.int8_exclude),
-        parity_count=args.parity_count,
-        tolerance=args.tolerance,
-        use_ema=not args.raw_weights,
-        from_onnx=args.from_onnx,
-        precision=args.precision,
-        workspace_mb=args.workspace,
-        timing_cache=args.timing_cache,
-        compute_capabilities=tuple(args.compute_capabilities or ()) or None,
-        device=args.device,
     )

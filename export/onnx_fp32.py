@@ -25,7 +25,6 @@ from maskdepth.train.models.u2net import InferenceModel
 STRIDE = 32  # five 2x poolings: the network needs sides that are multiples of 32
 MIN_OPSET = 13  # Resize with scales/sizes as U2-Net's upsampling needs
 MAX_OPSET = torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
-DEFAULT_OPSET = 17
 TWO_GB = 2**31
 
 

@@ -23,10 +23,9 @@ from tqdm import tqdm
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 
+from .arguments import METHODS, TARGETS
 from .onnx_fp32 import set_metadata
 
-METHODS = ("minmax", "entropy", "percentile")
-TARGETS = ("tensorrt", "cpu")
 # The network's blocks by node-name prefix in the exported graph: the unit of --int8-exclude and
 # of the sensitivity sweep (benchmarks/int8_sensitivity.py). Both decoders share a block.
 BLOCKS: dict[str, tuple[str, ...]] = {

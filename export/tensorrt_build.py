@@ -31,6 +31,7 @@ import onnx
 from tqdm import tqdm
 
 from maskdepth.runtime.engine_sidecar import (
+    FLAVOURS,
     RTX_COMPUTE_CAPABILITIES,
     RTX_DEFAULT_COMPUTE_CAPABILITIES,
     make_sidecar,
@@ -45,7 +46,6 @@ from maskdepth.runtime.runners.tensorrt import FlavourLogger, flavour_logger
 
 from .onnx_fp32 import STRIDE
 
-FLAVOURS = ("tensorrt_rtx", "tensorrt")
 INSTALL_HINT = (
     "pip install tensorrt-rtx-cu12 (builds on any machine, for RTX-class GPUs) or "
     "pip install tensorrt (builds on the target GPU)"

@@ -49,6 +49,7 @@ from maskdepth.runtime.engine_sidecar import (
     RTX_COMPUTE_CAPABILITIES,
     RTX_DEFAULT_COMPUTE_CAPABILITIES,
 )
+from maskdepth.runtime.options import add_options, option, options_from
 from maskdepth.runtime.runners.cuda import GpuInfo, _driver, gpu_info
 
 # onnxruntime's provider names, as in maskdepth.runtime.runners.ort, which cannot be imported
@@ -470,17 +471,22 @@ def _cuda_memory_library(broken: dict[str, str]) -> str | None:
 # -------------------------------------------------------------------------------------- CLI
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument(
-        "--torch", action="store_true", help="import torch to ask it about CUDA (seconds)"
+@dataclass
+class DoctorOptions:
+    json: bool = option(False, action="store_true", help="print one JSON object")
+    torch: bool = option(
+        False, action="store_true", help="import torch to ask it about CUDA (seconds)"
     )
 
 
-def run(args: argparse.Namespace) -> int:
-    facts = probe(torch=args.torch)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_options(parser, DoctorOptions)
+
+
+def run(options: DoctorOptions) -> int:
+    facts = probe(torch=options.torch)
     checks = collect(facts)
-    print(as_json(facts, checks) if args.json else format_lines(checks))
+    print(as_json(facts, checks) if options.json else format_lines(checks))
     return 0
 
 
@@ -489,7 +495,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="maskdepth doctor", description="What this machine can do with maskdepth."
     )
     add_arguments(parser)
-    return run(parser.parse_args(argv))
+    return run(options_from(DoctorOptions, parser.parse_args(argv)))
 
 
 if __name__ == "__main__":

@@ -9,9 +9,11 @@ no broken file. No torch here: this runs where the runtime is installed alone.
 
 from __future__ import annotations
 
+import argparse
 import os
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -20,7 +22,8 @@ from tqdm import tqdm
 
 from .errors import MaskDepthError
 from .image import IMAGE_SUFFIXES, from_unit, write_image
-from .predictor import Prediction, Predictor
+from .options import device_option, option, positional, positive
+from .predictor import BACKENDS, DEFAULT_BATCH, Prediction, Predictor
 from .visualize import mask_overlay
 
 KINDS = ("mask", "depth", "overlay", "colormap")
@@ -39,48 +42,82 @@ def parse_save(text: str | None) -> tuple[str, ...]:
     return kinds
 
 
+def threshold_arg(text: str) -> float | None:
+    """argparse type: a float in [0, 1] or 'none'."""
+    if text.lower() == "none":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number in [0, 1] or none, got {text!r}"
+        ) from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
+    return value
+
+
 def check_threshold(threshold: float | None) -> float | None:
     if threshold is not None and not 0.0 <= threshold <= 1.0:
         raise MaskDepthError(f"--threshold {threshold}: expected a value in [0, 1]")
     return threshold
 
 
-def run_predict(
-    model: str | os.PathLike,
-    bg: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    scene: str | os.PathLike | None = None,
-    scenes: str | os.PathLike | None = None,
-    video: str | os.PathLike | None = None,
-    save: str | None = None,
-    batch: int = 8,
-    threshold: float | None = 0.5,
-    device: str = "auto",
-    threads: int | None = None,
-    backend: str | None = None,
-    progress: bool = True,
-) -> dict:
-    """Run ``model`` on one scene, a folder or a video against the background ``bg``; return a
+@dataclass(kw_only=True)
+class PredictOptions:
+    """What ``maskdepth predict`` is asked to do; exactly one of scene, scenes and video."""
+
+    model: Path = positional(type=Path, help="an exported model (.onnx or .engine)")
+    bg: Path = option(type=Path, required=True, help="the empty scene (background)")
+    scene: Path | None = option(None, type=Path, exclusive="scenes", help="one scene image")
+    scenes: Path | None = option(
+        None, type=Path, exclusive="scenes", metavar="DIR", help="a folder of scene images"
+    )
+    video: Path | None = option(
+        None, type=Path, exclusive="scenes", metavar="FILE", help="a video of the scene"
+    )
+    out: Path = option(type=Path, required=True, help="folder for the results")
+    save: str | None = option(
+        None,
+        help="what to write per scene, comma-separated from mask, depth, overlay, colormap "
+        "(default: mask,depth,overlay for images; only the video for a video)",
+    )
+    batch: int = option(DEFAULT_BATCH, type=positive, help="scenes per model run")
+    threshold: float | None = option(
+        0.5,
+        type=threshold_arg,
+        help="mask threshold in [0, 1] for the saved mask and overlay; 'none' saves probabilities",
+    )
+    device: str = device_option()
+    threads: int | None = option(None, type=positive, help="CPU threads for onnxruntime")
+    backend: str | None = option(None, choices=BACKENDS, help="default: by the model's suffix")
+    progress: bool = option(True, "--quiet", action="store_false", help="no progress bar")
+
+
+def run_predict(options: PredictOptions) -> dict:
+    """Run the model on one scene, a folder or a video against the background; return a
     summary (count, seconds, device, provider, written paths for a video)."""
-    if sum(x is not None for x in (scene, scenes, video)) != 1:
+    o = options
+    if sum(x is not None for x in (o.scene, o.scenes, o.video)) != 1:
         raise MaskDepthError("give exactly one of --scene IMG, --scenes DIR or --video FILE")
-    kinds = parse_save(save if save is not None else ("" if video else DEFAULT_SAVE))
-    threshold = check_threshold(threshold)
-    out = Path(out)
-    with Predictor(model, device=device, threads=threads, backend=backend) as predictor:
-        predictor.set_background(bg)
+    kinds = parse_save(o.save if o.save is not None else ("" if o.video else DEFAULT_SAVE))
+    threshold = check_threshold(o.threshold)
+    out = Path(o.out)
+    predictor = Predictor(o.model, device=o.device, threads=o.threads, backend=o.backend)
+    with predictor:
+        predictor.set_background(o.bg)
         start = time.perf_counter()
-        if video is not None:
-            written = _predict_video(predictor, Path(video), out, kinds, batch, threshold, progress)
+        if o.video is not None:
+            video = Path(o.video)
+            written = _predict_video(predictor, video, out, kinds, o.batch, threshold, o.progress)
             count = written.pop("frames")
         else:
-            if scene is not None:
-                paths = [Path(scene)]
+            if o.scene is not None:
+                paths = [Path(o.scene)]
             else:
-                assert scenes is not None  # exactly one of scene, scenes, video: checked above
-                paths = list_images(Path(scenes), exclude=bg)
-            count = _predict_images(predictor, paths, out, kinds, batch, threshold, progress)
+                assert o.scenes is not None  # exactly one of scene, scenes, video: checked above
+                paths = list_images(Path(o.scenes), exclude=o.bg)
+            count = _predict_images(predictor, paths, out, kinds, o.batch, threshold, o.progress)
             written = {}
     seconds = time.perf_counter() - start
     return {

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -203,3 +204,53 @@ def test_doctor_says_what_this_machine_can_do(capsys):
     assert " ok " in rows["run onnx cpu"]
     assert main(["doctor", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["checks"]
+
+
+def test_every_subcommand_reads_its_defaults_from_its_options_dataclass():
+    """An option's argparse default is the dataclass field's: parsing nothing gives the
+    dataclass's own defaults (required options and positionals given)."""
+    from maskdepth.benchmarks.bench import BenchOptions
+    from maskdepth.cli import build_parser
+    from maskdepth.export.arguments import ExportOptions
+    from maskdepth.runtime.options import options_from
+    from maskdepth.runtime.predict_cli import PredictOptions
+
+    parser = build_parser()
+    cases = [
+        (["export", "m.pt", "--out", "m.onnx"], lambda o: o.options, ExportOptions()),
+        (["bench", "m.onnx", "--out", "b"], lambda o: o.options, BenchOptions()),
+    ]
+    for argv, part, expected in cases:
+        args = parser.parse_args(argv)
+        assert part(options_from(args.handler.options, args)) == expected
+    args = parser.parse_args(["predict", "m.onnx", "--bg", "b", "--scene", "s", "--out", "o"])
+    got = options_from(args.handler.options, args)
+    paths = {"model": Path("m.onnx"), "bg": Path("b"), "scene": Path("s"), "out": Path("o")}
+    assert got == PredictOptions(**paths)
+
+
+def test_parsed_values_become_the_fields_types():
+    from maskdepth.cli import build_parser
+    from maskdepth.runtime.options import options_from
+
+    argv = ["export", "m.pt", "--out", "m.onnx", "--size", "64", "96", "--raw-weights"]
+    args = build_parser().parse_args([*argv, "--compute-capability", "8.6", "8.9"])
+    options = options_from(args.handler.options, args).options
+    assert options.size == (64, 96) and options.use_ema is False
+    assert options.compute_capabilities == ("8.6", "8.9") and options.int8_exclude is None
+    args = build_parser().parse_args(["bench", "m.onnx", "--out", "b", "--backend", "tensorrt"])
+    assert options_from(args.handler.options, args).options.backends == ("tensorrt",)
+
+
+def test_eval_splits_are_the_evaluators():
+    pytest.importorskip("torch")
+    from maskdepth.commands.evaluate import SPLITS
+    from maskdepth.train.evaluate import SPLITS as EVALUATOR_SPLITS
+
+    assert SPLITS == EVALUATOR_SPLITS
+
+
+def test_a_bad_int8_exclude_is_one_line_and_exit_2(capsys):
+    assert main(["export", "absent.pt", "--out", "x.onnx", "--int8-exclude", "side"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("maskdepth export: error: --int8-exclude side")
