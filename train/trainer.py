@@ -98,12 +98,11 @@ class Run:
         if resumed is not None:
             check_resume(resumed, config, self.data.record, job)
         self.state = TrainState(config, job, device, self.data.steps_per_epoch, started)
-        self.stats = EpochStats(self.state.loss_config, device)
+        sums = None
         if resumed is not None:
             self.state.restore(resumed)
-            self.stats = EpochStats(
-                self.state.loss_config, device, resumed["progress"]["epoch_sums"]
-            )
+            sums = resumed["progress"]["epoch_sums"]
+        self.stats = EpochStats(self.state.loss_config, device, sums)
         self.console = Console(job, config.progress)
         self.pacer = Pacer(
             config, self.state, self.data.steps_per_epoch, len(self.data.val_set),
