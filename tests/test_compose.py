@@ -12,7 +12,8 @@ import pytest
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import read_image, to_unit, write_image
 from maskdepth.runtime.preprocess import resize_image, resize_map
-from maskdepth.train.data.compose import compose, draw_positions, load_foreground
+from maskdepth.train.data.compose import compose, draw_positions
+from maskdepth.train.data.cutouts import load_foreground
 from maskdepth.train.data.depth import (
     GROUND_CAMERA,
     GROUND_SCALE_M,

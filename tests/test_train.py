@@ -186,26 +186,38 @@ def test_budget_stop_then_resume_equals_the_run_left_alone(tmp_path):
     ]
 
 
-def _cli_process(out: Path) -> list[str]:
-    args = CLI_TINY + ["--epochs", "2", "--synth-count", "18", "--save-every", "3"]
+def _cli_process(out: Path, *options: str) -> list[str]:
+    """``python -m maskdepth.train`` on 18 tiny scenes with a checkpoint every 3 steps."""
+    args = [*CLI_TINY, "--synth-count", "18", "--save-every", "3", *options]
     return [sys.executable, "-m", "maskdepth.train", *args, "--out", str(out)]
+
+
+def _kill_after(victim: subprocess.Popen, path: Path, seconds: float) -> None:
+    """SIGKILL ``victim`` as soon as ``path`` exists (or it ended, or ``seconds`` passed)."""
+    deadline = time.monotonic() + seconds
+    while not path.exists() and victim.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    victim.send_signal(signal.SIGKILL)
+    assert victim.wait(30) == -signal.SIGKILL
 
 
 def test_sigkill_mid_epoch_then_resume_equals_the_run_left_alone(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    alone = subprocess.Popen(_cli_process(tmp_path / "alone"), env=env, stderr=subprocess.PIPE)
-    victim = subprocess.Popen(_cli_process(tmp_path / "killed"), env=env, stderr=subprocess.PIPE)
+    epochs = ("--epochs", "2")
+    alone, victim = (
+        subprocess.Popen(_cli_process(tmp_path / name, *epochs), env=env, stderr=subprocess.PIPE)
+        for name in ("alone", "killed")
+    )
     last = tmp_path / "killed" / "last.pt"
-    deadline = time.monotonic() + 120
-    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)  # right after the first --save-every checkpoint
-    assert victim.wait(30) == -signal.SIGKILL
+    _kill_after(victim, last, 120)  # right after the first --save-every checkpoint
     cut = load_checkpoint(last)
     assert cut["epoch"] == 0 and 0 < cut["epoch_step"] < 8  # killed in the middle of epoch 1
 
     resume = subprocess.run(
-        _cli_process(tmp_path / "killed") + ["--resume"], env=env, capture_output=True, text=True
+        _cli_process(tmp_path / "killed", *epochs, "--resume"),
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert resume.returncode == 0, resume.stderr[-2000:]
     assert alone.wait(120) == 0, alone.stderr.read()[-2000:]
@@ -215,27 +227,24 @@ def test_sigkill_mid_epoch_then_resume_equals_the_run_left_alone(tmp_path):
 
 
 # ----------------------------------------------------------------------- progressive sizes
-def _stages_process(out: Path) -> list[str]:
-    args = CLI_TINY + ["--size", "16,24", "--synth-count", "18", "--save-every", "3"]
-    return [sys.executable, "-m", "maskdepth.train", *args, "--out", str(out)]
-
-
 def test_progressive_sizes_resume_inside_a_stage_after_sigkill(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    alone = subprocess.Popen(_stages_process(tmp_path / "alone"), env=env, stderr=subprocess.PIPE)
-    victim = subprocess.Popen(_stages_process(tmp_path / "killed"), env=env, stderr=subprocess.PIPE)
+    sizes = ("--size", "16,24")
+    alone, victim = (
+        subprocess.Popen(_cli_process(tmp_path / name, *sizes), env=env, stderr=subprocess.PIPE)
+        for name in ("alone", "killed")
+    )
     last = tmp_path / "killed" / "stage2-24" / "last.pt"
-    deadline = time.monotonic() + 180
-    while not last.exists() and victim.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.01)
-    victim.send_signal(signal.SIGKILL)  # right after stage 2's first --save-every checkpoint
-    assert victim.wait(30) == -signal.SIGKILL
+    _kill_after(victim, last, 180)  # right after stage 2's first --save-every checkpoint
     cut = load_checkpoint(last)
     assert tuple(cut["preprocessing"]["size"]) == (24, 24) and 0 < cut["epoch_step"] < 8
     assert not (tmp_path / "killed" / "last.pt").exists()  # the final copy comes at the end
 
     resume = subprocess.run(
-        _stages_process(tmp_path / "killed") + ["--resume"], env=env, capture_output=True, text=True
+        _cli_process(tmp_path / "killed", *sizes, "--resume"),
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert resume.returncode == 0, resume.stderr[-2000:]
     assert alone.wait(180) == 0, alone.stderr.read()[-2000:]

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
 from maskdepth.runtime.errors import MaskDepthError
@@ -15,9 +14,9 @@ from maskdepth.runtime.image import write_bytes_atomic
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data.loader import MaskDepthDataset, make_loader
 from .datasets import data_from_checkpoint
+from .device import CHANNELS_LAST, pick_device
 from .distributed import from_environment
-from .metrics import TorchMetricAccumulator
-from .trainer import pick_device
+from .validation import validate
 
 SPLITS = ("val", "all")
 
@@ -51,16 +50,10 @@ def evaluate(
     dataset = MaskDepthDataset(source, indices, pre, augment=None, skip_bad=skip_bad)
     target = pick_device(device, from_environment())
     # Module.to takes memory_format (documented, and done at runtime); torch's overloads omit it.
-    model = model.to(target, memory_format=torch.channels_last)  # type: ignore[call-overload]
-    scores = TorchMetricAccumulator(device=target)
+    model = model.to(target, memory_format=CHANNELS_LAST)  # type: ignore[call-overload]
     loader = make_loader(dataset, batch, workers=min(workers, len(indices)), shuffle=False)
-    with torch.inference_mode():
-        for items in tqdm(loader, desc="eval", unit="batch", disable=not progress):
-            inputs = items["input"].to(target, non_blocking=True)
-            out = model(inputs.contiguous(memory_format=torch.channels_last))
-            mask, depth = items["mask"].to(target), items["depth"].to(target)
-            scores.update(out["mask"][0], mask, out["depth"][0], depth, logits=True)
-    result: dict = scores.to_numpy().compute()
+    batches = tqdm(loader, desc="eval", unit="batch", disable=not progress)
+    result = validate(model, batches, target)
     result.update(
         split=split,
         size=list(pre.size),

@@ -14,14 +14,13 @@ import os
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
-import cv2
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.image import IMAGE_SUFFIXES, as_rgb, from_unit, read_image
-from maskdepth.runtime.preprocess import resize_image
 
+from .cutouts import list_images, load_backgrounds, load_foregrounds
 from .depth import (
     GROUND_CAMERA,
     GROUND_SCALE_M,
@@ -40,93 +39,7 @@ from .manifest import DatasetStats, with_speed, write_manifest
 from .parallel import run_tasks
 from .sample import Sample
 
-# --white-key: min(R, G, B) at or above WHITE_CLEAR is transparent, at or below WHITE_OPAQUE
-# opaque, linear in between (a soft edge); only white regions that touch the border are keyed.
-WHITE_OPAQUE, WHITE_CLEAR = 220, 245
 SHOWN_SKIPPED = 5  # how many skipped paths the result lists
-
-
-def list_images(folder: str | os.PathLike, option: str, expected: str) -> list[Path]:
-    """The image files directly in ``folder``, sorted by name; error when there are none."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise MaskDepthError(
-            f"{folder}: no such folder; expected {option} to be a folder of {expected}"
-        )
-    paths = sorted(
-        p
-        for p in folder.iterdir()
-        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
-    )
-    if not paths:
-        raise MaskDepthError(
-            f"{folder}: no images found; expected {expected} ({', '.join(IMAGE_SUFFIXES)})"
-        )
-    return paths
-
-
-def load_background(path: str | os.PathLike, size: int) -> np.ndarray:
-    """Read any image, centre-crop it to a square and resize to ``size`` x ``size`` RGB uint8."""
-    image = _read(path, "rgb")
-    h, w = image.shape[:2]
-    side = min(h, w)
-    top, left = (h - side) // 2, (w - side) // 2
-    return resize_image(
-        np.ascontiguousarray(image[top : top + side, left : left + side]), (size, size)
-    )
-
-
-def white_key_alpha(rgb: np.ndarray) -> np.ndarray:
-    """Alpha (HxW uint8) that makes the near-white background of a plain cut-out transparent.
-
-    Only near-white regions connected to the image border are keyed, so white inside the object
-    stays; alpha ramps from opaque to clear between WHITE_OPAQUE and WHITE_CLEAR (a soft edge).
-    """
-    whiteness = rgb.min(axis=2)
-    near = (whiteness >= WHITE_OPAQUE).astype(np.uint8)
-    _, labels = cv2.connectedComponents(near, connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    outside = np.isin(labels, border[border != 0])
-    ramp = (WHITE_CLEAR - whiteness.astype(np.float32)) / (WHITE_CLEAR - WHITE_OPAQUE)
-    return from_unit(np.where(outside, np.clip(ramp, 0, 1), 1))
-
-
-def load_foreground(path: str | os.PathLike, fg_size: int, white_key: bool = False) -> np.ndarray:
-    """Read a cut-out as RGBA uint8 that fits in ``fg_size`` x ``fg_size`` (aspect kept).
-
-    An image without alpha needs ``white_key``, which makes its white background transparent.
-    """
-    image = _read(path, "unchanged")
-    if image.dtype == np.uint16:
-        image = np.rint(image / 257).astype(np.uint8)
-    if image.ndim == 3 and image.shape[2] == 4:
-        rgba = image
-    elif white_key:
-        rgb = as_rgb(image, str(path))
-        rgba = np.dstack([rgb, white_key_alpha(rgb)])
-    else:
-        raise MaskDepthError(
-            f"{path}: no alpha channel; expected an RGBA PNG cut-out "
-            "(or pass --white-key to make a white background transparent)"
-        )
-    if not rgba[:, :, 3].any():
-        raise MaskDepthError(f"{path}: fully transparent; expected a visible cut-out")
-    return _fit(rgba, fg_size)
-
-
-def _fit(rgba: np.ndarray, fg_size: int) -> np.ndarray:
-    """Resize RGBA to fit ``fg_size``, with premultiplied colour so clear pixels do not bleed."""
-    h, w = rgba.shape[:2]
-    scale = fg_size / max(h, w)
-    shape = (max(1, round(h * scale)), max(1, round(w * scale)))
-    if shape == (h, w):
-        return rgba
-    alpha = rgba[:, :, 3:].astype(np.float32)
-    premultiplied = np.dstack([rgba[:, :, :3] * (alpha / 255), alpha])
-    small = resize_image(premultiplied, shape)
-    alpha = small[:, :, 3:]
-    rgb = small[:, :, :3] * 255 / np.maximum(alpha, 1e-6)
-    return np.clip(np.rint(np.dstack([rgb, alpha])), 0, 255).astype(np.uint8)
 
 
 def paste(bg: np.ndarray, fg: np.ndarray, x: int, y: int) -> tuple[np.ndarray, np.ndarray]:
@@ -198,21 +111,6 @@ def _compose_background(task: _Task) -> tuple[int, DatasetStats]:
     return len(task.fgs) * task.variants * task.positions, stats
 
 
-def _load_background_task(job: tuple[Path, int]) -> tuple[int, np.ndarray | str]:
-    path, size = job
-    try:
-        return 1, load_background(path, size)
-    except MaskDepthError as exc:  # reported (or raised) by the parent
-        return 1, str(exc)
-
-
-def _read(path: str | os.PathLike, mode: str) -> np.ndarray:
-    try:
-        return read_image(path, mode)
-    except FileNotFoundError as exc:  # vanished since listing
-        raise MaskDepthError(f"{path}: no such image file") from exc
-
-
 def _refuse_inputs_inside(out: Path, *inputs: str | os.PathLike) -> None:
     """--overwrite clears --out: refuse when the user's own images live in there."""
     for folder in inputs:
@@ -220,54 +118,6 @@ def _refuse_inputs_inside(out: Path, *inputs: str | os.PathLike) -> None:
             raise MaskDepthError(
                 f"{folder}: input folder inside --out {out}; choose an --out outside your images"
             )
-
-
-def _check_options(size: int, positions: int, fg_size: int, image_format: str, seed: int) -> None:
-    if seed < 0:
-        raise MaskDepthError(f"--seed {seed}: expected a number >= 0")
-    if size < 8:
-        raise MaskDepthError(f"--size {size}: expected at least 8 pixels")
-    if not 1 <= fg_size <= size:
-        raise MaskDepthError(f"--fg-size {fg_size}: expected 1 to --size ({size})")
-    if positions < 1:
-        raise MaskDepthError(f"--positions {positions}: expected at least 1")
-    check_format(image_format)
-
-
-def _load_foregrounds(
-    paths: list[Path], fg_size: int, white_key: bool, skip_bad: bool, skipped: list[str]
-) -> list[np.ndarray]:
-    fgs = []
-    for path in paths:
-        try:
-            fgs.append(load_foreground(path, fg_size, white_key))
-        except MaskDepthError:
-            if not skip_bad:
-                raise
-            skipped.append(str(path))
-    return fgs
-
-
-def _load_backgrounds(
-    paths: list[Path], size: int, skip_bad: bool, skipped: list[str], **run
-) -> list[np.ndarray]:
-    loaded, _ = run_tasks(
-        _load_background_task,
-        [(p, size) for p in paths],
-        desc="backgrounds",
-        unit="image",
-        total=len(paths),
-        **run,
-    )
-    bgs = []
-    for path, result in zip(paths, loaded):
-        if isinstance(result, str):
-            if not skip_bad:
-                raise MaskDepthError(result)
-            skipped.append(str(path))
-        else:
-            bgs.append(result)
-    return bgs
 
 
 def _depth_field(model: OnnxDepthModel | None) -> dict:
@@ -285,87 +135,155 @@ def _depth_field(model: OnnxDepthModel | None) -> dict:
     }
 
 
+@dataclass(frozen=True)
+class ComposeOptions:
+    """How :func:`compose` makes a dataset; the defaults are the seed's recipe."""
+
+    size: int = 224  # square side of every written picture
+    positions: int = 20  # random places per (background, cut-out, flip)
+    flip: bool = True  # also the horizontally flipped cut-out
+    fg_size: int = 112  # a cut-out fits in fg_size x fg_size (aspect kept)
+    seed: int = 0
+    white_key: bool = False  # key out the white background of cut-outs without alpha
+    image_format: str = "jpg"
+    jpeg_quality: int = SEED_JPEG_QUALITY
+    depth_model: str | os.PathLike | None = None  # an ONNX depth model; None: the ground plane
+    depth_output: str = "depth"  # the depth model's output name
+    workers: int | None = None  # None: every core
+    overwrite: bool = False
+    skip_bad: bool = False  # skip (and count) unreadable inputs instead of failing
+    progress: bool = True
+
+    @property
+    def variants(self) -> int:
+        return 2 if self.flip else 1
+
+    def check(self) -> None:
+        if self.seed < 0:
+            raise MaskDepthError(f"--seed {self.seed}: expected a number >= 0")
+        if self.size < 8:
+            raise MaskDepthError(f"--size {self.size}: expected at least 8 pixels")
+        if not 1 <= self.fg_size <= self.size:
+            raise MaskDepthError(f"--fg-size {self.fg_size}: expected 1 to --size ({self.size})")
+        if self.positions < 1:
+            raise MaskDepthError(f"--positions {self.positions}: expected at least 1")
+        check_format(self.image_format)
+
+
+@dataclass
+class _Inputs:
+    """Everything read before the first scene is written."""
+
+    bgs: list[np.ndarray]
+    fgs: list[np.ndarray]
+    model: OnnxDepthModel | None
+    skipped: list[str]  # paths skipped with skip_bad
+
+
 def compose(
     out: str | os.PathLike,
     backgrounds: str | os.PathLike,
     foregrounds: str | os.PathLike,
-    *,
-    size: int = 224,
-    positions: int = 20,
-    flip: bool = True,
-    fg_size: int = 112,
-    seed: int = 0,
-    white_key: bool = False,
-    image_format: str = "jpg",
-    jpeg_quality: int = SEED_JPEG_QUALITY,
-    depth_model: str | os.PathLike | None = None,
-    depth_output: str = "depth",
-    workers: int | None = None,
-    overwrite: bool = False,
-    skip_bad: bool = False,
-    progress: bool = True,
+    options: ComposeOptions | None = None,
+    **changes: Any,
 ) -> dict:
     """Compose every background with every foreground cut-out into ``out`` (the seed's layout).
 
-    All inputs are read and checked before the first scene is written, so a bad one fails fast
-    with a MaskDepthError naming it; with ``skip_bad`` it is skipped and counted instead.
-    Returns the manifest plus ``seconds`` and ``scenes_per_s`` (and ``skipped_paths``, the first
-    few, when anything was skipped).
+    ``options`` (default :class:`ComposeOptions`), with ``changes`` to its fields (e.g.
+    ``size=96``). All inputs are read and checked before the first scene is written, so a bad
+    one fails fast with a MaskDepthError naming it; with ``skip_bad`` it is skipped and counted
+    instead. Returns the manifest plus ``seconds`` and ``scenes_per_s`` (and ``skipped_paths``,
+    the first few, when anything was skipped).
     """
     start = time.perf_counter()
-    _check_options(size, positions, fg_size, image_format, seed)
+    options = replace(options or ComposeOptions(), **changes)
+    options.check()
     out = Path(out)
-    check_output(out, overwrite)  # before any slow work; a usable ``out`` is left untouched
+    check_output(out, options.overwrite)  # before any slow work; a usable ``out`` is left untouched
     _refuse_inputs_inside(out, backgrounds, foregrounds)
+    inputs = _read_inputs(backgrounds, foregrounds, options)
+    with writing_dataset(out, options.overwrite):
+        stats = _write_scenes(out, inputs, options)
+        manifest = _write_manifest(out, inputs, options, stats)
+    result = with_speed(manifest, time.perf_counter() - start)
+    if inputs.skipped:
+        result["skipped_paths"] = inputs.skipped[:SHOWN_SKIPPED]
+    return result
+
+
+def _read_inputs(
+    backgrounds: str | os.PathLike, foregrounds: str | os.PathLike, options: ComposeOptions
+) -> _Inputs:
+    """Read every cut-out and background and check the depth model; fail on the first bad one
+    (without ``skip_bad``) or when none is usable."""
     bg_paths = list_images(backgrounds, "--backgrounds", "background images")
     fg_paths = list_images(foregrounds, "--foregrounds", "RGBA PNG cut-outs")
     skipped: list[str] = []
-    fgs = _load_foregrounds(fg_paths, fg_size, white_key, skip_bad, skipped)
-    model = OnnxDepthModel(depth_model, depth_output) if depth_model is not None else None
-    if model is not None:
-        model.check((size, size))  # closes its session again: workers open their own
-    bgs = _load_backgrounds(bg_paths, size, skip_bad, skipped, workers=workers, progress=progress)
+    fgs = load_foregrounds(fg_paths, options.fg_size, options.white_key, options.skip_bad, skipped)
+    model = None
+    if options.depth_model is not None:
+        model = OnnxDepthModel(options.depth_model, options.depth_output)
+        # check() closes its session again: the workers open their own
+        model.check((options.size, options.size))
+    bgs = load_backgrounds(
+        bg_paths,
+        options.size,
+        options.skip_bad,
+        skipped,
+        workers=options.workers,
+        progress=options.progress,
+    )
     if not fgs or not bgs:
         folder = foregrounds if not fgs else backgrounds
         raise MaskDepthError(f"{folder}: every image was unreadable; expected at least one")
+    return _Inputs(bgs, fgs, model, skipped)
 
-    variants = 2 if flip else 1
+
+def _scene_count(inputs: _Inputs, options: ComposeOptions) -> int:
+    return len(inputs.bgs) * len(inputs.fgs) * options.variants * options.positions
+
+
+def _write_scenes(out: Path, inputs: _Inputs, options: ComposeOptions) -> DatasetStats:
+    """Every scene, one worker task per background; the merged statistics."""
+    o = options
     template = _Task(
-        0, bgs[0], tuple(fgs), out, image_format, jpeg_quality, seed, variants, positions, model
+        0, inputs.bgs[0], tuple(inputs.fgs), out, o.image_format, o.jpeg_quality, o.seed,
+        o.variants, o.positions, inputs.model,
+    )  # fmt: skip
+    tasks = [replace(template, k=k, bg=bg) for k, bg in enumerate(inputs.bgs, start=1)]
+    results, _ = run_tasks(
+        _compose_background,
+        tasks,
+        workers=o.workers,
+        desc="composing",
+        unit="scene",
+        total=_scene_count(inputs, o),
+        progress=o.progress,
     )
-    tasks = [replace(template, k=k, bg=bg) for k, bg in enumerate(bgs, start=1)]
-    scenes = len(bgs) * len(fgs) * variants * positions
-    with writing_dataset(out, overwrite):
-        results, _ = run_tasks(
-            _compose_background,
-            tasks,
-            workers=workers,
-            desc="composing",
-            unit="scene",
-            total=scenes,
-            progress=progress,
-        )
-        if model is not None:
-            model.close()
-        manifest = write_manifest(
-            out,
-            kind="compose",
-            scenes=scenes,
-            backgrounds=len(bgs),
-            foregrounds=len(fgs),
-            positions=positions,
-            flip=flip,
-            fg_size=fg_size,
-            size=[size, size],
-            seed=seed,
-            white_key=white_key,
-            image_format=image_format,
-            jpeg_quality=jpeg_quality if image_format == "jpg" else None,
-            stats=DatasetStats.merged(results).as_dict(),
-            depth=_depth_field(model),
-            skipped=len(skipped),
-        )
-    result = with_speed(manifest, time.perf_counter() - start)
-    if skipped:
-        result["skipped_paths"] = skipped[:SHOWN_SKIPPED]
-    return result
+    if inputs.model is not None:
+        inputs.model.close()
+    return DatasetStats.merged(results)
+
+
+def _write_manifest(
+    out: Path, inputs: _Inputs, options: ComposeOptions, stats: DatasetStats
+) -> dict:
+    o = options
+    return write_manifest(
+        out,
+        kind="compose",
+        scenes=_scene_count(inputs, o),
+        backgrounds=len(inputs.bgs),
+        foregrounds=len(inputs.fgs),
+        positions=o.positions,
+        flip=o.flip,
+        fg_size=o.fg_size,
+        size=[o.size, o.size],
+        seed=o.seed,
+        white_key=o.white_key,
+        image_format=o.image_format,
+        jpeg_quality=o.jpeg_quality if o.image_format == "jpg" else None,
+        stats=stats.as_dict(),
+        depth=_depth_field(inputs.model),
+        skipped=len(inputs.skipped),
+    )
