@@ -23,7 +23,7 @@ from maskdepth.runtime.preprocess import Preprocessing
 from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 from .onnx_fp32 import DEFAULT_OPSET, check_opset, check_size, export_graph, save_model
-from .parity import compare_runner, reference_outputs, tolerance_for, write_report
+from .parity import Recorded, compare_runner, reference_runner, tolerance_for, write_report
 from .samples import HeldOut, held_out_samples
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
@@ -109,7 +109,7 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
     parity, calibration, reference = None, None, None
     if _checks_parity_here(options):
         parity, calibration = _samples(ckpt, info, options, calibrating)
-        reference = reference_outputs(model, parity)
+        reference = reference_runner(model, parity)
         seconds["samples"] = time.perf_counter() - start
     if options.format != "engine":
         assert parity is not None and reference is not None  # _checks_parity_here: always
@@ -141,7 +141,7 @@ def export_onnx(
     options: ExportOptions,
     parity: HeldOut,
     calibration: HeldOut | None,
-    reference: list,
+    reference: Recorded,
     seconds: dict,
 ) -> ExportResult:
     """Make the ONNX graph at ``precision``, then gate it and give it its name."""
@@ -188,7 +188,7 @@ def gate_onnx(
     precision: str,
     options: ExportOptions,
     parity: HeldOut,
-    reference: list,
+    reference: Recorded,
     seconds: dict,
 ) -> ExportResult:
     """Compare ``pending`` with the reference through onnxruntime; rename it to ``out`` when it

@@ -2,7 +2,7 @@
 Shape -> Slice -> Concat chain computing every Resize's size, the export before) and with
 constant scales (the export now), node counts by type and latency side by side.
 
-    python -m maskdepth.benchmarks.export_graph --out runs/export_graph [--size 224]
+    python -m maskdepth.benchmarks.scripts.export_graph --out runs/export_graph [--size 224]
 
 Both files come from the same seeded random-weight model, as fp32 and as INT8 for each
 ``--int8-target``; each is timed through one onnxruntime session, the calls interleaved so that
@@ -13,62 +13,17 @@ at the best sgemm rate measured in the same run). Writes ``export_graph.md`` and
 from __future__ import annotations
 
 import argparse
-import contextlib
-import json
 import sys
 import tempfile
 import time
 from collections import Counter
 from pathlib import Path
-from unittest import mock
 
 import numpy as np
 
+from maskdepth.benchmarks.exports import export_files
 from maskdepth.benchmarks.floor import floor_ms, onnx_flops, sgemm_gflops
-from maskdepth.runtime.image import write_bytes_atomic
-
-
-def _size_traced(x, like):
-    """The upsampling as the export traced it before: the size read from ``like``."""
-    import torch.nn.functional as F
-
-    if x.shape[-2:] == like.shape[-2:]:
-        return x
-    return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def export_files(folder: Path, size: int, targets: list[str]) -> dict[str, Path]:
-    import onnx
-    import torch
-
-    from maskdepth.export.onnx_fp32 import export_graph
-    from maskdepth.export.onnx_int8 import to_int8
-    from maskdepth.runtime.model_info import ModelInfo
-    from maskdepth.runtime.preprocess import Preprocessing
-    from maskdepth.train.models import create_model
-
-    torch.manual_seed(0)
-    model = create_model("u2netp-md").eval()
-    info = ModelInfo("u2netp-md", Preprocessing(size=(size, size)))
-    rng = np.random.default_rng(0)
-    feeds = [{n: rng.random((1, 3, size, size), dtype=np.float32) for n in ("bg", "scene")}
-             for _ in range(8)]  # fmt: skip
-    files: dict[str, Path] = {}
-    for form in ("sizes (before)", "scales (now)"):
-        patch = "maskdepth.train.models.u2net._upsample_like"
-        before = form.startswith("sizes")
-        with mock.patch(patch, _size_traced) if before else contextlib.nullcontext():
-            graph = export_graph(model, info, 17)
-        files[f"fp32, {form}"] = _save(onnx, graph, folder / f"{len(files)}.onnx")
-        for target in targets:
-            int8 = to_int8(graph, info, feeds, len(feeds), "minmax", target)
-            files[f"int8 {target}, {form}"] = _save(onnx, int8, folder / f"{len(files)}.onnx")
-    return files
-
-
-def _save(onnx, graph, path: Path) -> Path:
-    onnx.save(graph, str(path))
-    return path
+from maskdepth.benchmarks.measure import publish
 
 
 def time_files(files: dict[str, Path], size: int, threads: int, repeats: int) -> dict:
@@ -138,14 +93,6 @@ def main(argv: list[str] | None = None) -> int:
     report = run(args)
     publish(args.out / "export_graph", report, markdown(report))
     return 0
-
-
-def publish(stem: Path, report: dict, text: str) -> None:
-    """Print ``text``; write it as STEM.md and ``report`` as STEM.json."""
-    print(text)
-    stem.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(stem.with_suffix(".json"), json.dumps(report, indent=1).encode())
-    write_bytes_atomic(stem.with_suffix(".md"), text.encode())
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 (and loading a saved optimised model), then images/s at batch 1, 8 and 32 with 1 and 2 threads,
 for the fp32 file and both INT8 files of u2netp-md.
 
-    python -m maskdepth.benchmarks.session_settings --out runs/session_settings [--size 224]
+    python -m maskdepth.benchmarks.scripts.session_settings --out runs/session_settings [--size 224]
 
 Same seeded random-weight model and files as ``export_graph`` (latency does not depend on the
 weights); every number is a median of timed calls after warm-up, in one process, one setting
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdepth.benchmarks.export_graph import export_files, publish
+from maskdepth.benchmarks.exports import export_files
+from maskdepth.benchmarks.measure import publish
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 
