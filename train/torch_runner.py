@@ -40,7 +40,8 @@ class TorchRunner(Runner):
     (N, 1, H, W) float32 out, as numpy arrays.
 
     ``model``: the module, or a callable that returns it (loaded at :meth:`activate`).
-    ``device``: where it runs ("cpu", "cuda", "auto" or a torch device; the caller chooses).
+    ``device``: where it runs ("cpu", "cuda", "auto" or a torch device; the caller chooses);
+    :meth:`activate` moves the model there in place, as ``nn.Module.to`` does.
     ``autocast``: a reduced precision (torch.float16 / bfloat16) to run under autocast, or None.
     """
 

@@ -13,9 +13,9 @@ at the best sgemm rate measured in the same run). Writes ``export_graph.md`` and
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import numpy as np
 
 from maskdepth.benchmarks.exports import export_files
 from maskdepth.benchmarks.floor import floor_ms, onnx_flops, sgemm_gflops
-from maskdepth.benchmarks.measure import publish
+from maskdepth.benchmarks.measure import Case, publish, summary, time_interleaved
 
 
 def time_files(files: dict[str, Path], size: int, threads: int, repeats: int) -> dict:
@@ -35,16 +35,10 @@ def time_files(files: dict[str, Path], size: int, threads: int, repeats: int) ->
                 for name, p in files.items()}  # fmt: skip
     rng = np.random.default_rng(1)
     feed = {n: rng.random((1, 3, size, size), dtype=np.float32) for n in ("bg", "scene")}
-    for session in sessions.values():
-        for _ in range(3):
-            session.run(None, feed)
-    times: dict[str, list[float]] = {name: [] for name in files}
-    for _ in range(repeats):
-        for name, session in sessions.items():
-            start = time.perf_counter()
-            session.run(None, feed)
-            times[name].append(1e3 * (time.perf_counter() - start))
-    return {name: float(np.median(values)) for name, values in times.items()}
+    cases = [Case(functools.partial(session.run, None, feed), 1, {"file": name})
+             for name, session in sessions.items()]  # fmt: skip
+    time_interleaved(cases, warmup=3, repeats=repeats, settle=0.0)
+    return {case.fields["file"]: summary(case)["p50_ms"] for case in cases}
 
 
 def run(args: argparse.Namespace) -> dict:

@@ -12,6 +12,7 @@ after another. Writes ``session_settings.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdepth.benchmarks.exports import export_files
-from maskdepth.benchmarks.measure import publish
+from maskdepth.benchmarks.measure import latency_stats, publish, time_calls
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 
@@ -41,13 +42,8 @@ def _session(path: Path, threads: int, level: str = "ORT_ENABLE_ALL", save: Path
 def _median_ms(session, size: int, batch: int, repeats: int) -> float:
     rng = np.random.default_rng(0)
     feed = {n: rng.random((batch, 3, size, size), dtype=np.float32) for n in ("bg", "scene")}
-    session.run(None, feed)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(1e3 * (time.perf_counter() - start))
-    return float(np.median(times))
+    times = time_calls(functools.partial(session.run, None, feed), warmup=1, iters=repeats)
+    return latency_stats(times, batch)["p50_ms"]
 
 
 def levels(files: dict[str, Path], size: int, threads: int, repeats: int, tmp: Path) -> list:
