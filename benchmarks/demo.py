@@ -258,20 +258,18 @@ def _predictor(paths: _Paths, exported: dict[str, Path]):
             return result.mask, result.depth
 
         return run
-    import torch
-
     from maskdepth.runtime.preprocess import prepare_pair
     from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
-    from maskdepth.train.models.u2net import InferenceModel
+    from maskdepth.train.torch_runner import TorchRunner
 
     network, pre = model_from_checkpoint(load_checkpoint(paths.checkpoint))
-    wrapped = InferenceModel(network).eval()
+    runner = TorchRunner(network, device="cpu")
+    runner.activate()
 
     def run_torch(bg, scene):
-        inputs = torch.from_numpy(prepare_pair(bg, scene, pre))[None]
-        with torch.inference_mode():
-            mask, depth = wrapped(inputs[:, :3], inputs[:, 3:])
-        return mask[0, 0].numpy(), depth[0, 0].numpy()
+        inputs = prepare_pair(bg, scene, pre)[None]
+        out = runner.infer({"bg": inputs[:, :3], "scene": inputs[:, 3:]})
+        return out["mask"][0, 0], out["depth"][0, 0]
 
     return run_torch
 
@@ -289,7 +287,7 @@ def _bench(paths: _Paths, exported: dict[str, Path], facts: dict, plan: DemoPlan
     report = bench(list(exported.values()), paths.bench, options, progress=False)
     facts["bench"] = report
     rows = [r for r in report["rows"] if r["batch"] == 8 and r["latency"]]
-    fastest = min(rows, key=lambda r: r["latency"]["mean"])
+    fastest = min(rows, key=lambda r: r["latency"]["mean_ms"])
     return f"{len(report['rows'])} rows; fastest at batch 8: {Path(fastest['model']).name}"
 
 
@@ -329,6 +327,26 @@ def _write_report(paths: _Paths, log: list[dict], facts: dict, size: int) -> Pat
             "",
             f"![predictions]({paths.predictions.name})",
         ]
+    lines += _exports_table(facts)
+    bench_md = paths.bench / "bench.md"
+    if bench_md.is_file():
+        lines += [
+            "",
+            "## Latency and parity (maskdepth bench)",
+            "",
+            bench_md.read_text(),
+            "![latency against IoU](bench/bench.png)",
+        ]
+    lines += ["", "## Reproduce", "", "```", *_commands(paths, facts, size), "```", ""]
+    path = out / "report.md"
+    write_bytes_atomic(path, "\n".join(lines).encode())
+    write_bytes_atomic(out / "stages.json", json.dumps(log, indent=2).encode())
+    return path
+
+
+def _exports_table(facts: dict) -> list[str]:
+    """The export parity section: one row per exported ONNX file."""
+    lines: list[str] = []
     if facts.get("exports"):
         lines += [
             "",
@@ -344,20 +362,7 @@ def _write_report(paths: _Paths, log: list[dict], facts: dict, size: int) -> Pat
                 f"| {e['candidate']['rmse']:.4f} | {e['d_rmse']:+.4f} | "
                 f"{'yes' if e['passed'] else 'no'} |"
             )
-    bench_md = paths.bench / "bench.md"
-    if bench_md.is_file():
-        lines += [
-            "",
-            "## Latency and parity (maskdepth bench)",
-            "",
-            bench_md.read_text(),
-            "![latency against IoU](bench/bench.png)",
-        ]
-    lines += ["", "## Reproduce", "", "```", *_commands(paths, facts, size), "```", ""]
-    path = out / "report.md"
-    write_bytes_atomic(path, "\n".join(lines).encode())
-    write_bytes_atomic(out / "stages.json", json.dumps(log, indent=2).encode())
-    return path
+    return lines
 
 
 def _commands(paths: _Paths, facts: dict, size: int) -> list[str]:

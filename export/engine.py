@@ -13,7 +13,7 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.runners.cuda import gpu_info
 
-from .parity import compare_runner, tolerance_for, write_report
+from .parity import Recorded, compare_runner, tolerance_for, write_report
 from .pipeline import ExportOptions, ExportResult, failed_name
 from .samples import HeldOut
 from .tensorrt_build import Flavour, Profile, build_engine, load_flavour, onnx_model_info
@@ -21,7 +21,7 @@ from .tensorrt_build import Flavour, Profile, build_engine, load_flavour, onnx_m
 
 def export_engine(
     onnx_path: Path, out: Path, options: ExportOptions, flavour: Flavour, parity: HeldOut | None,
-    reference: list | None, seconds: dict, checkpoint: str | None,
+    reference: Recorded | None, seconds: dict, checkpoint: str | None,
 ) -> ExportResult:  # fmt: skip
     """Build ``out`` from ``onnx_path`` and gate it when this machine can run it (``parity`` and
     ``reference`` are None when the caller found no GPU to check it on)."""
@@ -43,7 +43,7 @@ def export_engine(
 
 
 def gate_engine(
-    out: Path, info: ModelInfo, options: ExportOptions, parity: HeldOut, reference: list,
+    out: Path, info: ModelInfo, options: ExportOptions, parity: HeldOut, reference: Recorded,
     seconds: dict,
 ) -> ExportResult:  # fmt: skip
     from maskdepth.runtime.runners.tensorrt import TensorRTRunner

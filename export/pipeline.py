@@ -24,7 +24,7 @@ from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
 
 from .arguments import FORMATS, MIN_PARITY_SAMPLES, ExportOptions
 from .onnx_fp32 import check_opset, check_size, export_graph, save_model
-from .parity import compare_runner, reference_outputs, tolerance_for, write_report
+from .parity import Recorded, compare_runner, reference_runner, tolerance_for, write_report
 from .samples import HeldOut, held_out_samples
 
 PRECISION_OF = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
@@ -84,7 +84,7 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
     parity, calibration, reference = None, None, None
     if _checks_parity_here(options):
         parity, calibration = _samples(ckpt, info, options, calibrating)
-        reference = reference_outputs(model, parity)
+        reference = reference_runner(model, parity)
         seconds["samples"] = time.perf_counter() - start
     if options.format != "engine":
         assert parity is not None and reference is not None  # _checks_parity_here: always
@@ -116,7 +116,7 @@ def export_onnx(
     options: ExportOptions,
     parity: HeldOut,
     calibration: HeldOut | None,
-    reference: list,
+    reference: Recorded,
     seconds: dict,
 ) -> ExportResult:
     """Make the ONNX graph at ``precision``, then gate it and give it its name."""
@@ -163,7 +163,7 @@ def gate_onnx(
     precision: str,
     options: ExportOptions,
     parity: HeldOut,
-    reference: list,
+    reference: Recorded,
     seconds: dict,
 ) -> ExportResult:
     """Compare ``pending`` with the reference through onnxruntime; rename it to ``out`` when it

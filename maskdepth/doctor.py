@@ -344,7 +344,7 @@ def as_json(facts: Facts, checks: Sequence[Check]) -> str:
 
 def probe(torch: bool = False) -> Facts:
     """Ask this machine. ``torch``: import torch to ask it about CUDA (seconds)."""
-    from maskdepth.benchmarks.data_throughput import cpu_name
+    from maskdepth.benchmarks.measure import cpu_name
     from maskdepth.train.data.parallel import default_workers
 
     broken: dict[str, str] = {}

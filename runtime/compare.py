@@ -1,23 +1,156 @@
-"""One comparison of a candidate model's outputs with a reference's, used by the export gate,
-the benchmarks and the parity tests: absolute differences per output, the change in IoU and
-RMSE against ground truth, and a verdict that says the smallest tolerance that would pass."""
+"""One comparison of a candidate model's outputs with a reference's (Polygraphy's shape), used by
+the export gate, ``bench``, the demo and the parity tests.
+
+``compare(reference, candidate, samples, tolerance)`` runs both on the same batches (anything with
+``infer(feed) -> outputs``: the runtime's runners, ``maskdepth.train.torch_runner.TorchRunner``,
+a :class:`Recorded` reference) and returns a :class:`Comparison`: absolute differences per output,
+the change in IoU and RMSE against the ground truth, truthy when within tolerance, and the
+smallest tolerance that would have passed.
+
+Tolerances are a flat mapping: ``max_abs`` / ``mean_abs`` bound every output (the default),
+``mask.max_abs`` / ``depth.mean_abs`` one output (overriding the default for it); ``iou`` bounds
+|dIoU| (the mask's) and ``rmse`` |dRMSE| (the depth's); ``*`` sets every bound of the defaults.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
+from .errors import MaskDepthError
 from .metrics import MetricAccumulator
 
 OUTPUTS = ("mask", "depth")
+PER_OUTPUT = ("max_abs", "mean_abs")  # bounds that apply to each output
+DELTAS = {"iou": "mask", "rmse": "depth"}  # |d metric| against ground truth, and its output
 # Per precision: the largest allowed max abs diff (fp32), or |dIoU| and |dRMSE| (fp16, int8).
 DEFAULT_TOLERANCES = {
     "fp32": {"max_abs": 1e-4},
     "fp16": {"iou": 0.002, "rmse": 0.002},
     "int8": {"iou": 0.01, "rmse": 0.005},
 }
+BATCH = 8  # samples per call, for the reference and the candidate alike
+_LABELS = {
+    "max_abs": "max abs diff",
+    "mean_abs": "mean abs diff",
+    "iou": "|dIoU|",
+    "rmse": "|dRMSE|",
+}
+
+Outputs = dict[str, np.ndarray]
+
+
+class Inferrer(Protocol):
+    """Anything with a runner's ``infer``: named float32 inputs in, named outputs out."""
+
+    def infer(self, feed: dict[str, np.ndarray]) -> Outputs: ...
+
+
+class Batch(Protocol):
+    feed: dict[str, np.ndarray]  # "bg", "scene": float32 (N, 3, H, W), normalised
+    mask: np.ndarray  # ground truth, float32 (N, 1, H, W)
+    depth: np.ndarray
+
+
+class Samples(Protocol):
+    """Held-out samples (e.g. ``maskdepth.export.samples.HeldOut``)."""
+
+    def __len__(self) -> int: ...
+
+    def batches(self, size: int) -> Iterator[Batch]: ...
+
+
+Progress = Callable[[Iterable[Batch], int], Iterable[Batch]]  # (batches, how many) -> batches
+
+
+def resolve_tolerance(precision: str, override: dict | None = None) -> dict[str, float]:
+    """The default tolerances of ``precision`` with ``override``'s keys replaced."""
+    tolerance = dict(DEFAULT_TOLERANCES[precision])
+    known = {*PER_OUTPUT, *DELTAS, *(f"{o}.{q}" for o in OUTPUTS for q in PER_OUTPUT)}
+    for key, value in (override or {}).items():
+        if key == "*":
+            tolerance = dict.fromkeys(tolerance, value)
+        elif key in known:
+            tolerance[key] = value
+        else:
+            raise MaskDepthError(
+                f"--tolerance {key}: expected max_abs, mean_abs, iou or rmse, or OUTPUT.max_abs "
+                f"/ OUTPUT.mean_abs for an output in {', '.join(OUTPUTS)}"
+            )
+    return tolerance
+
+
+def compare(
+    reference: Inferrer,
+    candidate: Inferrer,
+    samples: Samples,
+    tolerance: dict | None = None,
+    *,
+    precision: str = "fp32",
+    batch: int = BATCH,
+    progress: Progress | None = None,
+) -> Comparison:
+    """Run ``reference`` and ``candidate`` on the same batches of ``samples`` and compare their
+    outputs with each other and with the ground truth. ``tolerance``: None for the defaults of
+    ``precision``, else a mapping as in the module's docstring (used as given). Runners must be
+    active (``with runner:``)."""
+    diffs = DiffAccumulator()
+    batches: Iterable[Batch] = samples.batches(batch)
+    if progress is not None:
+        batches = progress(batches, -(-len(samples) // batch))
+    for item in batches:
+        diffs.update(reference.infer(item.feed), candidate.infer(item.feed), item.mask, item.depth)
+    return diffs.result(precision, tolerance)
+
+
+def score(runner: Inferrer, samples: Samples, batch: int = BATCH) -> dict:
+    """``runner``'s metrics (IoU, RMSE, ...) against the ground truth of ``samples``."""
+    scores = MetricAccumulator()
+    for item in samples.batches(batch):
+        out = runner.infer(item.feed)
+        scores.update(out["mask"], item.mask, out["depth"], item.depth)
+    return scores.compute()
+
+
+class Recorded:
+    """``runner``'s outputs remembered by the content of the feed: a reference run once, however
+    many candidates are compared with it, and never paired with a candidate by position."""
+
+    def __init__(self, runner: Inferrer) -> None:
+        self.runner = runner
+        self._outputs: dict[bytes, Outputs] = {}
+
+    def infer(self, feed: dict[str, np.ndarray]) -> Outputs:
+        key = _digest(feed)
+        if key not in self._outputs:
+            activate = getattr(self.runner, "activate", None)
+            if activate is not None:
+                activate()  # idempotent on a Runner
+            self._outputs[key] = self.runner.infer(feed)
+        return self._outputs[key]
+
+    def record(self, samples: Samples, batch: int = BATCH, progress: Progress | None = None):
+        """Run the reference on every batch of ``samples`` now; returns self."""
+        batches: Iterable[Batch] = samples.batches(batch)
+        if progress is not None:
+            batches = progress(batches, -(-len(samples) // batch))
+        for item in batches:
+            self.infer(item.feed)
+        return self
+
+
+def _digest(feed: dict[str, np.ndarray]) -> bytes:
+    digest = hashlib.blake2b(digest_size=16)
+    for name in sorted(feed):
+        array = np.ascontiguousarray(feed[name])
+        digest.update(f"{name}{array.dtype}{array.shape}".encode())
+        digest.update(array.data)
+    return digest.digest()
 
 
 class DiffAccumulator:
@@ -38,19 +171,15 @@ class DiffAccumulator:
             self.max_abs[name] = max(self.max_abs[name], float(diff.max(initial=0.0)))
             self.abs_sum[name] += float(diff.sum(dtype=np.float64))
             self.values[name] += diff.size
-        truth = (np.asarray(mask_true, np.float32), np.asarray(depth_true, np.float32))
-        self.reference.update(
-            np.asarray(reference["mask"], np.float32).reshape(truth[0].shape),
-            truth[0],
-            np.asarray(reference["depth"], np.float32).reshape(truth[1].shape),
-            truth[1],
-        )
-        self.candidate.update(
-            np.asarray(candidate["mask"], np.float32).reshape(truth[0].shape),
-            truth[0],
-            np.asarray(candidate["depth"], np.float32).reshape(truth[1].shape),
-            truth[1],
-        )
+        truth = {
+            "mask": np.asarray(mask_true, np.float32),
+            "depth": np.asarray(depth_true, np.float32),
+        }
+        for accumulator, outputs in ((self.reference, reference), (self.candidate, candidate)):
+            mask, depth = (
+                np.asarray(outputs[k], np.float32).reshape(truth[k].shape) for k in OUTPUTS
+            )
+            accumulator.update(mask, truth["mask"], depth, truth["depth"])
 
     def result(self, precision: str, tolerance: dict | None = None) -> Comparison:
         ref, cand = self.reference.compute(), self.candidate.compute()
@@ -61,7 +190,7 @@ class DiffAccumulator:
             mean_abs={k: self.abs_sum[k] / max(self.values[k], 1) for k in OUTPUTS},
             reference={"iou": ref["iou"], "rmse": ref["rmse"]},
             candidate={"iou": cand["iou"], "rmse": cand["rmse"]},
-            tolerance=dict(tolerance or DEFAULT_TOLERANCES[precision]),
+            tolerance=dict(DEFAULT_TOLERANCES[precision] if tolerance is None else tolerance),
         )
 
 
@@ -86,21 +215,39 @@ class Comparison:
         return self.candidate["rmse"] - self.reference["rmse"]
 
     def measured(self) -> dict[str, float]:
-        """The measured value of each quantity a tolerance can bound (the smallest that passes)."""
-        return {
-            "max_abs": max(self.max_abs.values()),
-            "iou": abs(self.d_iou),
-            "rmse": abs(self.d_rmse),
-        }
+        """The measured value of every quantity a tolerance can bound: a default key holds the
+        largest over the outputs, ``OUTPUT.KEY`` each output's own."""
+        values = {"max_abs": max(self.max_abs.values()), "mean_abs": max(self.mean_abs.values())}
+        values |= {"iou": abs(self.d_iou), "rmse": abs(self.d_rmse)}
+        for name in OUTPUTS:
+            values[f"{name}.max_abs"] = self.max_abs[name]
+            values[f"{name}.mean_abs"] = self.mean_abs[name]
+        return values
+
+    def bounds(self) -> dict[str, float]:
+        """The tolerance per output: each default of ``PER_OUTPUT`` spread over the outputs that
+        have no bound of their own; ``iou`` and ``rmse`` as given."""
+        bounds = {k: v for k, v in self.tolerance.items() if k not in PER_OUTPUT}
+        for key in PER_OUTPUT:
+            if key in self.tolerance:
+                for name in OUTPUTS:
+                    bounds.setdefault(f"{name}.{key}", self.tolerance[key])
+        return bounds
+
+    def smallest_tolerance(self) -> dict[str, float]:
+        """The smallest bounds (same keys as :meth:`bounds`) that would have passed."""
+        measured = self.measured()
+        return {key: measured[key] for key in self.bounds()}
 
     def failures(self) -> list[str]:
         """One phrase per tolerance exceeded: what, by how much."""
         measured = self.measured()
         out = []
-        for key, limit in self.tolerance.items():
+        for key, limit in self.bounds().items():
             value = measured[key]
             if not (value <= limit):  # NaN fails
-                label = {"max_abs": "max abs diff", "iou": "|dIoU|", "rmse": "|dRMSE|"}[key]
+                output, _, quantity = key.rpartition(".")
+                label = f"{output} {_LABELS[quantity]}".strip()
                 out.append(f"{label} {value:.3g} > {limit:g} (over by {value - limit:.3g})")
         return out
 
@@ -119,6 +266,7 @@ class Comparison:
             "d_rmse": self.d_rmse,
             "tolerance": self.tolerance,
             "measured": self.measured(),
+            "smallest_tolerance": self.smallest_tolerance(),
             "passed": bool(self),
             "failures": self.failures(),
         }
@@ -135,7 +283,11 @@ class Comparison:
             f"{self.candidate['rmse']:.4f} (dRMSE {_signed(self.d_rmse)})   on {self.count} samples"
         )
         failures = self.failures()
-        lines.append("parity: ok" if not failures else "parity: FAILED: " + "; ".join(failures))
+        if not failures:
+            lines.append("parity: ok")
+        else:
+            smallest = ",".join(f"{k}={v:.3g}" for k, v in self.smallest_tolerance().items())
+            lines.append(f"parity: FAILED: {'; '.join(failures)} (passes with {smallest})")
         return "\n".join(lines)
 
 

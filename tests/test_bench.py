@@ -48,9 +48,9 @@ def test_bench_rows_files_and_a_broken_model(models, tiny_checkpoint, tmp_path, 
     for row in fp32_rows:
         assert row["status"] == "ok" and row["provider"] == "CPUExecutionProvider"
         assert row["max_abs"] <= 1e-4 and row["iou"] == pytest.approx(reference[0]["iou"])
-        assert len(row["latency_ms"]) == 4 and row["latency"]["p50"] > 0
+        assert len(row["latency_ms"]) == 4 and row["latency"]["p50_ms"] > 0
         assert row["latency"]["images_per_s"] == pytest.approx(
-            1000 * row["batch"] / row["latency"]["mean"]
+            1000 * row["batch"] / row["latency"]["mean_ms"]
         )
     # The floor: the file's work (counted from its graph; u2netp-md at 32x32 is 0.68 GFLOP per
     # image) at the sgemm peak measured in the same run.
@@ -58,7 +58,9 @@ def test_bench_rows_files_and_a_broken_model(models, tiny_checkpoint, tmp_path, 
     for row in fp32_rows + int8_rows:
         assert row["gflop"] == pytest.approx(0.6832 * row["batch"], rel=1e-3)
         assert row["floor_ms"] == pytest.approx(1e3 * row["gflop"] / peak)
-        assert row["latency"]["x_floor"] == pytest.approx(row["latency"]["mean"] / row["floor_ms"])
+        assert row["latency"]["x_floor"] == pytest.approx(
+            row["latency"]["mean_ms"] / row["floor_ms"]
+        )
     assert all(r["gflop"] is None for r in reference + broken_rows)
     assert all(r["precision"] == "int8" and r["max_abs"] > 1e-4 for r in int8_rows)
     assert all(r["status"].startswith("failed:") and "broken.onnx" in r["status"]
@@ -88,7 +90,7 @@ def test_bench_bad_input_is_one_line(tmp_path, capsys):
 
 
 def test_machine_describes_a_gpu_it_is_given():
-    from maskdepth.benchmarks.bench import machine
+    from maskdepth.benchmarks.measure import machine
     from maskdepth.runtime.runners.cuda import GpuInfo
 
     described = machine(GpuInfo(0, "NVIDIA H200", "9.0"))
@@ -97,7 +99,7 @@ def test_machine_describes_a_gpu_it_is_given():
 
 
 def test_export_graph_compares_the_two_upsampling_exports(tmp_path):
-    from maskdepth.benchmarks import export_graph
+    from maskdepth.benchmarks.scripts import export_graph
 
     args = ["--out", str(tmp_path), "--size", "32", "--repeats", "1", "--int8-target", "cpu"]
     assert export_graph.main(args) == 0
@@ -111,7 +113,7 @@ def test_export_graph_compares_the_two_upsampling_exports(tmp_path):
 
 
 def test_session_settings_table_covers_levels_batches_and_threads(tmp_path):
-    from maskdepth.benchmarks import session_settings
+    from maskdepth.benchmarks.scripts import session_settings
 
     assert session_settings.main(["--out", str(tmp_path), "--size", "32", "--repeats", "1"]) == 0
     report = json.loads((tmp_path / "session_settings.json").read_text())

@@ -273,7 +273,7 @@ def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path
 
 
 def test_int8_sensitivity_sweeps_the_blocks_it_is_given(checkpoint, tmp_path):
-    from maskdepth.benchmarks import int8_sensitivity
+    from maskdepth.benchmarks.scripts import int8_sensitivity
 
     args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "first,sides"]
     assert int8_sensitivity.main([*args, "--out", str(tmp_path)]) == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from maskdepth.benchmarks.gpu_check import AMP, COMPILED, FP32, OUT_OF_TIME, SECTIONS, main
+from maskdepth.benchmarks.scripts.gpu_check import AMP, COMPILED, FP32, OUT_OF_TIME, SECTIONS, main
 
 STATUSES = {"ok", "skipped", OUT_OF_TIME, "failed"}
 

@@ -6,7 +6,7 @@ import json
 
 
 def test_onnx_profile_accounts_for_every_kernel_by_operator_and_block(tmp_path):
-    from maskdepth.benchmarks import onnx_profile
+    from maskdepth.benchmarks.scripts import onnx_profile
 
     args = ["--out", str(tmp_path), "--size", "32", "--calls", "2", "--int8-target", "cpu"]
     assert onnx_profile.main(args) == 0
@@ -23,7 +23,7 @@ def test_onnx_profile_accounts_for_every_kernel_by_operator_and_block(tmp_path):
 
 
 def test_int8_sensitivity_sweeps_calibrations_and_blocks_with_latency(tmp_path, tiny_checkpoint):
-    from maskdepth.benchmarks import int8_sensitivity
+    from maskdepth.benchmarks.scripts import int8_sensitivity
 
     args = [str(tiny_checkpoint), "--count", "4", "--blocks", "first", "--calib-methods",
             "minmax", "percentile", "--time", "--repeats", "1", "--out", str(tmp_path)]  # fmt: skip

@@ -2,7 +2,8 @@
 float (``--int8-exclude BLOCK``), against full INT8, each through ``maskdepth export``'s own
 parity check on the same held-out samples.
 
-    python -m maskdepth.benchmarks.int8_sensitivity CKPT [CKPT ...] --data DIR --out runs/int8
+    python -m maskdepth.benchmarks.scripts.int8_sensitivity CKPT [CKPT ...] --data DIR \\
+        --out runs/int8
 
 A block whose float copy brings IoU and RMSE back toward fp32 is a candidate for
 ``--int8-exclude auto`` (``AUTO_EXCLUDE`` in maskdepth/export/onnx_int8.py). Writes
@@ -16,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from maskdepth.benchmarks.export_graph import publish, time_files
+from maskdepth.benchmarks.measure import publish, time_files
 from maskdepth.export.onnx_int8 import BLOCKS, METHODS, parse_exclude
 from maskdepth.export.pipeline import ExportOptions, export
 

@@ -1,7 +1,8 @@
 """Can the data side keep a GPU fed? Scenes/s of ``synth`` and ``compose``, samples/s of the
 loader, and how long indexing the seed's 400,000-scene zips takes.
 
-    python -m maskdepth.benchmarks.data_throughput --size 224 --workers 2 --batch 32 --json out.json
+    python -m maskdepth.benchmarks.scripts.data_throughput --size 224 --workers 2 --batch 32 \\
+        --json out.json
 
 Everything happens in one temporary folder (made-up backgrounds and cut-outs, the composed
 dataset, a listing-only copy of the seed's zips) and is removed afterwards. Prints a markdown
@@ -13,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -24,9 +24,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from maskdepth.benchmarks.measure import describe, machine
 from maskdepth.runtime.image import write_bytes_atomic, write_image
 from maskdepth.runtime.preprocess import Preprocessing
-from maskdepth.train.data.parallel import default_workers
 
 # ------------------------------------------------------------------------------ inputs
 
@@ -194,35 +194,9 @@ def time_index(root: Path, scenes: int) -> list[dict]:
 # ------------------------------------------------------------------------------ report
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux), or what the platform module knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def machine() -> dict:
-    import torch
-
-    return {
-        "cpu": cpu_name(),
-        "cores": default_workers(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "platform": platform.platform(),
-    }
-
-
 def markdown(rows: list[dict], info: dict) -> str:
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores; torch {info['torch']}, "
-        f"numpy {info['numpy']}, opencv {info['opencv']}, python {info['python']}",
+        describe(info, "torch", "numpy", "opencv-python-headless", "opencv-python"),
         "",
         "| what | rate | unit | seconds |",
         "|---|---:|---|---:|",

@@ -2,7 +2,7 @@
 ONNX fp32 and INT8, the bare onnxruntime session, our pre/post-processing share, the import
 time of ``maskdepth.runtime``, the cold start, and the machine's fp32 floor for the model.
 
-    python -m maskdepth.benchmarks.runtime_latency --out runs/bench [--checkpoint ckpt.pt]
+    python -m maskdepth.benchmarks.scripts.runtime_latency --out runs/bench [--checkpoint ckpt.pt]
 
 Without a checkpoint a u2netp-md with seeded random weights is used (latency does not depend on
 the weights). Inputs are synthetic scenes at the model size (224x224 by default), so the
@@ -25,14 +25,13 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from maskdepth.benchmarks.floor import floor_ms as floor_ms_of
 from maskdepth.benchmarks.floor import onnx_flops, sgemm_gflops
+from maskdepth.benchmarks.measure import Case, describe, machine, summary, time_interleaved
 from maskdepth.runtime.image import write_bytes_atomic, write_image
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.predictor import Predictor
@@ -91,70 +90,15 @@ def make_samples(info: ModelInfo, count: int):
 # ------------------------------------------------------------------------------ timing
 
 
-@dataclass
-class Case:
-    """One row of the table: a call that runs ``batch`` images, and what it is."""
-
-    call: Callable[[], object]
-    batch: int
-    fields: dict
-    times: list[float] = field(default_factory=list)
-    overhead: list[float] = field(default_factory=list)  # Predictor: time outside the session
-
-
-def time_interleaved(cases: list[Case], warmup: int, repeats: int, settle: float = 0.05):
-    """Warm every case up, then time them in rounds, one call of each per round: load from
-    other work on the machine then falls on every runner alike, and the ratios stay fair.
-    ``settle`` seconds between calls let the last runner's spinning threads (onnxruntime's
-    pool, OpenMP) go idle before the next one starts."""
-    for case in cases:
-        for _ in range(warmup):
-            case.call()
-        case.overhead.clear()
-    for _ in range(repeats):
-        for case in cases:
-            time.sleep(settle)
-            start = time.perf_counter()
-            case.call()
-            case.times.append(time.perf_counter() - start)
-
-
-def summary(case: Case) -> dict:
-    ms = np.asarray(case.times) * 1e3
-    row = {
-        **case.fields,
-        "batch": case.batch,
-        "mean_ms": float(ms.mean()),
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p90_ms": float(np.percentile(ms, 90)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "images_per_s": float(case.batch / ms.mean() * 1e3),
-        "calls": len(ms),
-    }
-    if case.overhead:
-        row["prepost_ms"] = float(np.mean(case.overhead) * 1e3)
-        row["prepost_share"] = float(np.mean(case.overhead) / np.mean(case.times))
-    return row
-
-
 def torch_cases(model, feeds: dict, threads: int) -> list[Case]:
-    import torch
+    from maskdepth.train.torch_runner import TorchRunner
 
-    from maskdepth.train.models.u2net import InferenceModel
-
-    torch.set_num_threads(threads)
-    wrapped = InferenceModel(model).eval()
-    cases = []
-    for batch, feed in feeds.items():
-        bg, scene = (torch.from_numpy(feed[name]) for name in ("bg", "scene"))
-
-        def call(bg=bg, scene=scene):
-            with torch.inference_mode():
-                wrapped(bg, scene)
-
-        fields = {"runner": "pytorch eager", "precision": "fp32", "device": "cpu"}
-        cases.append(Case(call, batch, fields))
-    return cases
+    runner = TorchRunner(model, device="cpu", threads=threads)
+    runner.activate()
+    fields = {"runner": "pytorch eager", "precision": "fp32", "device": "cpu"}
+    return [
+        Case(functools.partial(runner.infer, feed), batch, fields) for batch, feed in feeds.items()
+    ]
 
 
 def onnx_cases(predictor, name: str, feeds: dict, pairs: list) -> list[Case]:
@@ -177,10 +121,10 @@ def onnx_cases(predictor, name: str, feeds: dict, pairs: list) -> list[Case]:
                 predictor.predict(scenes[0], bg=bgs[0])
             else:
                 list(predictor.predict_batch(scenes, bgs=bgs, batch_size=batch))
-            overhead.append(time.perf_counter() - start - runner.last_inference_time)
+            overhead.append(1e3 * (time.perf_counter() - start - runner.last_inference_time))
 
         predictor_fields = {**fields, "runner": "Predictor", "provider": predictor.provider}
-        full.append(Case(call, batch, predictor_fields, overhead=overhead))
+        full.append(Case(call, batch, predictor_fields, overhead_ms=overhead))
     return bare + full
 
 
@@ -344,22 +288,13 @@ def ratios(rows: list[dict], floor_ms: float, batches) -> dict:
 # ------------------------------------------------------------------------------ report
 
 
-def machine() -> dict:
-    import onnxruntime
-
-    from maskdepth.benchmarks.data_throughput import machine as base
-
-    return {**base(), "onnxruntime": onnxruntime.__version__, "load_before": os.getloadavg()}
-
-
 def markdown(report: dict) -> str:
     info = report["machine"]
     model = report["model"]
     lines = [
-        f"Machine: {info['cpu']}, {info['cores']} cores; onnxruntime {info['onnxruntime']}, "
-        f"torch {info['torch']}, python {info['python']}; threads {report['settings']['threads']}",
+        f"{describe(info, 'onnxruntime', 'torch')}; threads {report['settings']['threads']}",
         f"Model: {model['name']} at {model['size'][0]}x{model['size'][1]}; load average (1, 5, "
-        f"15 min) before: {', '.join(f'{v:.2f}' for v in info['load_before'])}, after: "
+        f"15 min) before: {', '.join(f'{v:.2f}' for v in info['load_average'])}, after: "
         f"{', '.join(f'{v:.2f}' for v in info['load_after'])}",
         "",
         "| runner | model | batch | mean ms | p50 | p90 | p99 | images/s | GFLOP | x floor "

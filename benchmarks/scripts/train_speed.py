@@ -1,6 +1,7 @@
 """How fast does ``u2netp-md`` train on this machine, and which settings make it faster?
 
-    python -m maskdepth.benchmarks.train_speed --data data/photos/ablation --sizes 64,96,224 \\
+    python -m maskdepth.benchmarks.scripts.train_speed --data data/photos/ablation \\
+        --sizes 64,96,224 \\
         --out runs/train_speed
 
 Two measurements per size, side by side in one process:
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from maskdepth.benchmarks.data_throughput import machine
+from maskdepth.benchmarks.measure import machine
 from maskdepth.runtime.image import write_bytes_atomic
 
 LOOPS = {  # name -> TrainConfig options; "workers 2, batch 16" were the defaults before
@@ -108,7 +109,7 @@ def markdown(report: dict) -> str:
     m = report["machine"]
     lines = [
         f"Machine: {m['cpu']}, {m['cores']} cores, {report['threads']} torch threads; "
-        f"torch {m['torch']}",
+        f"torch {m['versions'].get('torch')}",
         "",
         "| what | size | setting | images/s | first step (s) / data wait |",
         "|---|---:|---|---:|---:|",

@@ -1,7 +1,7 @@
 """Two disjoint datasets composed the seed's way from real photographs found on this machine.
 
     apt-get install mate-backgrounds plasma-workspace-wallpapers tuxpaint-stamps-default
-    python -m maskdepth.benchmarks.photo_set --out data/photos
+    python -m maskdepth.benchmarks.scripts.photo_set --out data/photos
 
 Backgrounds are the photographs (not the drawings) among the MATE and Plasma wallpapers, three
 square views of each; cut-outs are Tux Paint's photographic stamps (RGBA PNGs of animals, food,

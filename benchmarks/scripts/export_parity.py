@@ -1,6 +1,7 @@
 """File sizes, export times and the parity table of every export form of one checkpoint.
 
-    python -m maskdepth.benchmarks.export_parity runs/train_quality/best.pt --out runs/export_parity
+    python -m maskdepth.benchmarks.scripts.export_parity runs/train_quality/best.pt \\
+        --out runs/export_parity
 
 Exports ONNX fp32, fp16 and INT8 (for TensorRT and for the CPU) through `maskdepth export`'s own
 pipeline, each gated against the PyTorch fp32 model on the same held-out samples, then builds
@@ -16,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from maskdepth.benchmarks.data_throughput import machine
+from maskdepth.benchmarks.measure import describe, machine
 from maskdepth.export.pipeline import ExportOptions, export
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
@@ -83,7 +84,7 @@ def build_engines(args: argparse.Namespace, rows: list[dict]) -> list[dict]:
 def to_markdown(report: dict) -> str:
     lines = [
         f"# Export parity: {report['checkpoint']}", "",
-        f"Machine: {report['machine']}", "",
+        describe(report["machine"]), "",
         "| form | MB | export s | max abs mask | max abs depth | IoU | dIoU | RMSE | dRMSE "
         "| parity |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",

@@ -1,7 +1,7 @@
 """What a training recipe learns in a fixed time: candidates trained one after another under the
 same budget, on one or more datasets, with val IoU and RMSE against images seen and minutes.
 
-    python -m maskdepth.benchmarks.train_quality --data synth=data/synth \\
+    python -m maskdepth.benchmarks.scripts.train_quality --data synth=data/synth \\
         --data photos=data/photos --size 64 --minutes 3 --candidates "seed;dice;prior" \\
         --out runs/quality
 
@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from maskdepth.benchmarks.data_throughput import machine
+from maskdepth.benchmarks.measure import machine
 from maskdepth.runtime.errors import MaskDepthError, require
 from maskdepth.runtime.image import write_bytes_atomic
 
@@ -171,7 +171,8 @@ def markdown(report: dict, baseline: str) -> str:
         f" {d} images | {d} IoU | {d} RMSE | {d} dIoU | {d} dRMSE |" for d in datasets
     )
     lines = [
-        f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['torch']}. Each run: {budget}; "
+        f"Machine: {m['cpu']}, {m['cores']} cores; torch {m['versions'].get('torch')}. "
+        f"Each run: {budget}; "
         f"d: against `{baseline}`.",
         "",
         header,

@@ -2,7 +2,7 @@
 (and loading a saved optimised model), then images/s at batch 1, 8 and 32 with 1 and 2 threads,
 for the fp32 file and both INT8 files of u2netp-md.
 
-    python -m maskdepth.benchmarks.session_settings --out runs/session_settings [--size 224]
+    python -m maskdepth.benchmarks.scripts.session_settings --out runs/session_settings [--size 224]
 
 Same seeded random-weight model and files as ``export_graph`` (latency does not depend on the
 weights); every number is a median of timed calls after warm-up, in one process, one setting
@@ -12,6 +12,7 @@ after another. Writes ``session_settings.md`` and ``.json``.
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import tempfile
 import time
@@ -19,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdepth.benchmarks.export_graph import export_files, publish
+from maskdepth.benchmarks.exports import export_files
+from maskdepth.benchmarks.measure import latency_stats, publish, time_calls
 
 LEVELS = ("ORT_DISABLE_ALL", "ORT_ENABLE_BASIC", "ORT_ENABLE_EXTENDED", "ORT_ENABLE_ALL")
 
@@ -40,13 +42,8 @@ def _session(path: Path, threads: int, level: str = "ORT_ENABLE_ALL", save: Path
 def _median_ms(session, size: int, batch: int, repeats: int) -> float:
     rng = np.random.default_rng(0)
     feed = {n: rng.random((batch, 3, size, size), dtype=np.float32) for n in ("bg", "scene")}
-    session.run(None, feed)  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        times.append(1e3 * (time.perf_counter() - start))
-    return float(np.median(times))
+    times = time_calls(functools.partial(session.run, None, feed), warmup=1, iters=repeats)
+    return latency_stats(times, batch)["p50_ms"]
 
 
 def levels(files: dict[str, Path], size: int, threads: int, repeats: int, tmp: Path) -> list:

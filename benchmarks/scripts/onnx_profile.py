@@ -1,7 +1,7 @@
 """Where an exported graph spends its time: onnxruntime's own profiler over the static export of
 u2netp-md, time per operator type (summed over the graph, per call) and its share of the whole.
 
-    python -m maskdepth.benchmarks.onnx_profile --out runs/onnx_profile [--size 224]
+    python -m maskdepth.benchmarks.scripts.onnx_profile --out runs/onnx_profile [--size 224]
 
 The files are the ones ``export_graph`` times (seeded random weights, fp32 and INT8 per
 ``--int8-target``): what is not Conv (or QLinearConv/ConvInteger) is what the export could still
@@ -20,7 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from maskdepth.benchmarks.export_graph import export_files, publish
+from maskdepth.benchmarks.exports import export_files
+from maskdepth.benchmarks.measure import publish
 
 
 def profile(path: Path, size: int, threads: int, calls: int) -> dict[str, dict]:

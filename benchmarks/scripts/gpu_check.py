@@ -1,13 +1,16 @@
+# Over 400 lines: one standalone script a GPU machine runs alone; six sections of short functions.
 """Prove the GPU half of maskdepth on one CUDA GPU within a time budget, and say why for every
 part that cannot run there.
 
-    python -m maskdepth.benchmarks.gpu_check --out runs/gpu_check [--minutes 8] [--device cuda]
-    python -m maskdepth.benchmarks.gpu_check --out /tmp/check --device cpu --no-pytest  # dry run
+    python -m maskdepth.benchmarks.scripts.gpu_check --out runs/gpu_check [--minutes 8] \\
+        [--device cuda]
+    python -m maskdepth.benchmarks.scripts.gpu_check --out /tmp/check --device cpu \\
+        --no-pytest  # dry run
 
 Six sections, each a list of rows, written to ``DIR/gpu_check.json`` and ``DIR/gpu_check.md``
 after every row (atomically, so a crash or a killed run keeps what was measured):
 
-1. machine: CPU, cores and library versions (``bench.machine()``), torch, CUDA, the GPU, its
+1. machine: CPU, cores and library versions (``measure.machine()``), torch, CUDA, the GPU, its
    compute capability and memory.
 2. training throughput of ``u2netp-md`` on one synthetic batch at 64 and 224 px, batch 32 and
    64: fp32 eager NCHW (the seed's way) against AMP (bf16 where the GPU has it, else fp16 with a
@@ -52,6 +55,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from maskdepth.benchmarks.measure import repeat_batch
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
 
@@ -162,7 +166,7 @@ class Report:
         self.json_path, self.md_path = out / "gpu_check.json", out / "gpu_check.md"
         self.clock = clock
         self.data: dict = {
-            "tool": "maskdepth.benchmarks.gpu_check",
+            "tool": "maskdepth.benchmarks.scripts.gpu_check",
             "options": options,
             "elapsed_s": 0.0,
             "finished": False,
@@ -322,7 +326,7 @@ def _free_memory() -> None:
 def _latency(call: Callable[[], object], batch: int, seconds: float) -> dict:
     """p50/p99 ms and images/s of ``call`` (which runs ``batch`` images and waits for them),
     by the runtime benchmark's own timing and statistics, about ``seconds`` of calls."""
-    from maskdepth.benchmarks.runtime_latency import Case, summary, time_interleaved
+    from maskdepth.benchmarks.measure import Case, summary, time_interleaved
 
     start = time.perf_counter()
     call()
@@ -340,15 +344,13 @@ def _latency(call: Callable[[], object], batch: int, seconds: float) -> dict:
 
 
 def machine_info() -> dict:
-    """``bench.machine()`` (CPU, cores, GPU, versions) plus what torch sees of CUDA."""
-    from maskdepth.benchmarks import bench
+    """``measure.machine()`` (CPU, cores, GPU, versions) plus what torch sees of CUDA."""
+    from maskdepth.benchmarks import measure
 
     try:
-        info = bench.machine()
+        info = measure.machine()
     except Exception as exc:  # it reads the GPU through ctypes: never stop the check for it
-        from maskdepth.benchmarks import data_throughput
-
-        info = data_throughput.machine() | {"bench.machine()": f"failed: {_first_line(exc)}"}
+        info = measure.machine(gpu=None) | {"machine()": f"failed: {_first_line(exc)}"}
     versions = info.pop("versions", {})
     if versions:
         info["versions"] = ", ".join(f"{k} {v}" for k, v in versions.items())
@@ -792,24 +794,15 @@ class _Reference:
 
     def get(self) -> tuple:
         if self.value is None:
-            from maskdepth.export.parity import reference_outputs
+            from maskdepth.export.parity import reference_runner
             from maskdepth.export.samples import held_out_samples
             from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
 
             ckpt = load_checkpoint(self.check.trained())
             model, pre = model_from_checkpoint(ckpt)
             held_out = held_out_samples(ckpt, pre, self.check.scale.parity_count, self.check.data)
-            self.value = (held_out, reference_outputs(model, held_out))
+            self.value = (held_out, reference_runner(model, held_out))
         return self.value
-
-
-def _feed(held_out, batch: int) -> dict:
-    """A batch of ``batch`` held-out samples (repeated when there are fewer)."""
-    import numpy as np
-
-    first = next(iter(held_out.batches(min(batch, len(held_out))))).feed
-    reps = -(-batch // len(first["bg"]))
-    return {k: np.ascontiguousarray(np.concatenate([v] * reps)[:batch]) for k, v in first.items()}
 
 
 def _runner_latency(runner, feed: dict, batch: int, seconds: float) -> dict:
@@ -838,7 +831,7 @@ def backend_rows(check: Check, label: str, path: Path, backend: str, device: str
             if not check.clock.allows(scale.row_seconds + 2.0):
                 rows.append(out_of_time(name, scale.row_seconds + 2.0, check.clock.left()))
                 continue
-            feed = _feed(held_out, batch)
+            feed = repeat_batch(held_out, batch)
             work = partial(_runner_latency, runner, feed, batch, scale.row_seconds)
             rows.append(attempt(name, work))
         comparison = compare_runner(runner, held_out, outputs, info.precision)
@@ -1025,7 +1018,7 @@ def run_check(check: Check) -> dict:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m maskdepth.benchmarks.gpu_check",
+        prog="python -m maskdepth.benchmarks.scripts.gpu_check",
         description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="\n\n".join(__doc__.split("\n\n")[2:]),
