@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, fields
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.runners.cuda import DEVICES
 
+from .models.configs import default_config
+
 SPLIT_BY = ("scene", "background")  # the same names as maskdepth.train.data.split.SPLIT_BY
 
 # Options that shape the training trajectory: ``--resume`` refuses to continue a run when one
@@ -115,6 +117,7 @@ class TrainConfig:
             raise MaskDepthError(
                 f"--size {min(self.sizes or [self.size])}: expected at least 16 pixels"
             )
+        default_config(self.model).check_size(self.size)  # the size exported (the last stage's)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise MaskDepthError(f"--lr {self.lr}: expected a finite number > 0")
         if not 0.0 <= self.ema_decay < 1.0:

@@ -31,15 +31,17 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.preprocess import Preprocessing, prepare_pair
+from maskdepth.runtime.preprocess import prepare_pair
 
 from . import distributed
 from .checkpoint import (
     load_checkpoint,
     load_weights,
+    model_record,
     rng_state,
     save_checkpoint,
     set_rng_state,
+    training_config,
 )
 from .config import TRAJECTORY, TrainConfig
 from .data.augment import preset
@@ -166,7 +168,6 @@ class Run:
 
     def _build_data(self, source: Source | None) -> None:
         config = self.config
-        self.pre = Preprocessing(size=(config.size, config.size))
         self.source = source or open_data(
             config.data,
             size=config.size,
@@ -175,6 +176,10 @@ class Run:
             synth=synth_options(config),
         )
         self.record = data_record(config, self.source)
+        self.model_config = training_config(
+            config.model, config.size, self.source, self.record["manifest_hash"]
+        )
+        self.pre = self.model_config.preprocessing
         train_idx, val_idx = split(self.source, self.record)
         if not len(val_idx):
             raise MaskDepthError(
@@ -655,7 +660,8 @@ class Run:
     def _payload(self) -> dict:
         config = self.config
         return {
-            "model": {"name": config.model, "options": {}},
+            "model": model_record(self.model),
+            "config": self.model_config.to_dict(),
             "preprocessing": self.pre.to_dict(),
             "state_dict": self.model.state_dict(),
             "ema_state_dict": None if self.ema is None else self.ema.module.state_dict(),
