@@ -113,7 +113,7 @@ def test_round_trip_has_every_key_and_plain_types(ckpt_path):
 def test_model_from_checkpoint_uses_ema_unless_told(ckpt_path):
     ckpt = load_checkpoint(ckpt_path)
     model, pre = model_from_checkpoint(ckpt)
-    assert not model.training and pre.size == (16, 16)
+    assert not model.training and pre.size == (32, 32)
     ema, raw = ckpt["ema_state_dict"], ckpt["state_dict"]
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
     assert any(not torch.equal(ema[k], raw[k]) for k in raw if raw[k].is_floating_point())
