@@ -22,20 +22,9 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import INPUT_NAMES, OUTPUT_NAMES, ModelInfo
 from maskdepth.train.models.u2net import InferenceModel
 
-STRIDE = 32  # five 2x poolings: the network needs sides that are multiples of 32
 MIN_OPSET = 13  # Resize with scales/sizes as U2-Net's upsampling needs
 MAX_OPSET = torch.onnx._constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 TWO_GB = 2**31
-
-
-def check_size(size: tuple[int, int]) -> tuple[int, int]:
-    """Refuse a size the network cannot take."""
-    height, width = (int(v) for v in size)
-    if height < STRIDE or width < STRIDE or height % STRIDE or width % STRIDE:
-        raise MaskDepthError(
-            f"--size {height} {width}: each side must be a multiple of {STRIDE} (e.g. 224 224)"
-        )
-    return height, width
 
 
 def check_opset(opset: int) -> int:
@@ -56,7 +45,7 @@ def dynamic_axes(dynamic: tuple[str, ...]) -> dict[str, dict[int, str]]:
 
 def export_graph(model: nn.Module, info: ModelInfo, opset: int) -> onnx.ModelProto:
     """Trace ``model`` (a zoo model in eval mode) into an ONNX graph with the metadata inside."""
-    height, width = check_size(info.size)
+    height, width = info.check_size(info.size)  # the model config's stride rule
     wrapped = InferenceModel(model).eval()
     example = tuple(torch.zeros(1, 3, height, width) for _ in INPUT_NAMES)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():

@@ -6,7 +6,8 @@ Two targets, because the two consumers want different graphs:
   requires), per-channel weights, biases left in fp32 (TensorRT's ONNX parser refuses the Int32
   bias DequantizeLinear that quantize_static writes by default).
 - ``cpu``: onnxruntime's x86 kernels run uint8 activations x int8 weights (U8S8), with an
-  asymmetric activation range and quantized biases; benchmarks/runtime_latency.py measures both.
+  asymmetric activation range and quantized biases; benchmarks/scripts/runtime_latency.py
+  measures both.
 """
 
 from __future__ import annotations
@@ -23,36 +24,8 @@ from tqdm import tqdm
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 
-from .arguments import METHODS, TARGETS
 from .onnx_fp32 import set_metadata
-
-# The network's blocks by node-name prefix in the exported graph: the unit of --int8-exclude and
-# of the sensitivity sweep (benchmarks/int8_sensitivity.py). Both decoders share a block.
-BLOCKS: dict[str, tuple[str, ...]] = {
-    "first": ("/model/encoder/stages.0/project/",),
-    **{f"encoder.{i}": (f"/model/encoder/stages.{i}/",) for i in range(6)},
-    **{f"decoder.{i}": tuple(f"/model/decoders.{d}/stages.{i}/" for d in (0, 1)) for i in range(5)},
-    "sides": tuple(f"/model/decoders.{d}/sides." for d in (0, 1)),
-    "fuse": tuple(f"/model/decoders.{d}/fuse/" for d in (0, 1)),
-}
-# What --int8-exclude auto keeps in float: chosen by the sweep (README, Export). Empty: on the
-# models measured, no block's float copy moved IoU or RMSE by more than the sweep's noise.
-AUTO_EXCLUDE: tuple[str, ...] = ()
-
-
-def parse_exclude(text: str) -> tuple[str, ...]:
-    """``--int8-exclude``: auto, none, or block names separated by commas."""
-    if text == "auto":
-        return AUTO_EXCLUDE
-    if text == "none":
-        return ()
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    unknown = [n for n in names if n not in BLOCKS]
-    if unknown or not names:
-        raise MaskDepthError(
-            f"--int8-exclude {text}: expected auto, none or blocks from {', '.join(BLOCKS)}"
-        )
-    return names
+from .options import BLOCKS, METHODS, TARGETS
 
 
 def excluded_nodes(graph: onnx.ModelProto, blocks: Iterable[str]) -> list[str]:
@@ -114,7 +87,6 @@ def to_int8(
             weight_type=QuantType.QInt8,
             calibrate_method={
                 "minmax": CalibrationMethod.MinMax,
-                "entropy": CalibrationMethod.Entropy,
                 "percentile": CalibrationMethod.Percentile,
             }[method],
             extra_options={

@@ -10,38 +10,25 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
+from torch import nn
 
 from maskdepth import __version__
-from maskdepth.runtime.compare import Comparison
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.model_info import ModelInfo
-from maskdepth.runtime.preprocess import Preprocessing
-from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
+from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
+from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 
-from .arguments import FORMATS, MIN_PARITY_SAMPLES, ExportOptions
-from .onnx_fp32 import check_opset, check_size, export_graph, save_model
-from .parity import Recorded, compare_runner, reference_runner, tolerance_for, write_report
+from .engine import export_engine
+from .gate import ExportResult, Reference, failed_name, gate
+from .onnx_fp32 import check_opset, export_graph, save_model
+from .options import AUTO_EXCLUDE, FORMATS, MIN_PARITY_SAMPLES, ExportOptions
+from .parity import reference_runner
 from .samples import HeldOut, held_out_samples
 
-PRECISION_OF = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
-
-
-@dataclass
-class ExportResult:
-    path: Path  # where the file is (the failed name when parity failed)
-    passed: bool | None  # None: parity could not be checked here (an engine without CUDA)
-    comparison: Comparison | None
-    seconds: dict[str, float] = field(default_factory=dict)
-    note: str = ""
-    parity_report: Path | None = None
-
-    @property
-    def size_bytes(self) -> int:
-        return self.path.stat().st_size
+__all__ = ["ExportOptions", "ExportResult", "export", "failed_name", "format_result"]
 
 
 def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> ExportResult:
@@ -55,71 +42,59 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
 
         flavour = load_flavour()  # no TensorRT (or no GPU for it): one line, before any work
     ckpt = load_checkpoint(checkpoint)
-    model, trained = model_from_checkpoint(ckpt, use_ema=options.use_ema)
-    if options.from_onnx:
-        from .tensorrt_build import onnx_model_info
+    model, _ = model_from_checkpoint(ckpt, use_ema=options.use_ema)
+    info = model_info(ckpt, options)
+    check_opset(options.opset)
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    reference, calibration = None, None
+    if _checks_parity_here(options):
+        calibrating = options.precision_of_graph == "int8" and not options.from_onnx
+        parity, calibration = _samples(ckpt, info, options, calibrating)
+        reference = Reference(parity, reference_runner(model, parity))
+        seconds["samples"] = time.perf_counter() - start
+    if options.format != "engine":
+        assert reference is not None  # _checks_parity_here: always
+        return export_onnx(model, info, out, options, reference, calibration, seconds)
+    assert flavour is not None  # loaded first thing for --format engine
+    onnx_path = options.from_onnx
+    if onnx_path is None:  # export the graph the engine compiles, gated like any ONNX export
+        assert reference is not None  # _checks_parity_here: no --from
+        onnx_path = out.with_name(f"{out.stem}.{options.precision_of_graph}.onnx")
+        made = export_onnx(model, info, onnx_path, options, reference, calibration, seconds)
+        if not made.passed:
+            return made
+    return export_engine(
+        Path(onnx_path), out, options, flavour, reference, seconds, str(checkpoint)
+    )
 
-        info = onnx_model_info(options.from_onnx)
+
+def model_info(ckpt: dict, options: ExportOptions) -> ModelInfo:
+    """What the exported file says about itself: the checkpoint's model config (never the
+    training data) at the export size, or the ``--from`` ONNX file's own."""
+    if options.from_onnx:
+        info = read_onnx_info(options.from_onnx)
         if info.model != ckpt["model"]["name"]:
             raise MaskDepthError(
                 f"--from {options.from_onnx}: holds {info.model}, but the checkpoint holds "
                 f"{ckpt['model']['name']}"
             )
-    else:
-        info = ModelInfo(
-            model=ckpt["model"]["name"],
-            preprocessing=Preprocessing(
-                size=check_size(options.size or trained.size), mean=trained.mean, std=trained.std
-            ),
-            depth_scale_m=depth_scale(ckpt),
-            manifest_hash=(ckpt.get("data") or {}).get("manifest_hash"),
-            dynamic=("batch", "height", "width") if options.dynamic else ("batch",),
-            version=__version__,
-        )
-    check_opset(options.opset)
-    seconds: dict[str, float] = {}
-    start = time.perf_counter()
-    precision = PRECISION_OF.get(options.format, options.precision or "fp16")
-    calibrating = precision == "int8" and not options.from_onnx
-    parity, calibration, reference = None, None, None
-    if _checks_parity_here(options):
-        parity, calibration = _samples(ckpt, info, options, calibrating)
-        reference = reference_runner(model, parity)
-        seconds["samples"] = time.perf_counter() - start
-    if options.format != "engine":
-        assert parity is not None and reference is not None  # _checks_parity_here: always
-        return export_onnx(
-            model, info, out, precision, options, parity, calibration, reference, seconds
-        )
-    from .engine import export_engine
-
-    assert flavour is not None  # loaded first thing for --format engine
-    onnx_path = options.from_onnx
-    if onnx_path is None:  # export the graph the engine compiles, gated like any ONNX export
-        assert parity is not None and reference is not None  # _checks_parity_here: no --from
-        onnx_path = out.with_name(f"{out.stem}.{precision}.onnx")
-        made = export_onnx(
-            model, info, onnx_path, precision, options, parity, calibration, reference, seconds
-        )
-        if not made.passed:
-            return made
-    return export_engine(
-        Path(onnx_path), out, options, flavour, parity, reference, seconds, str(checkpoint)
+        return info
+    config = checkpoint_config(ckpt)
+    return replace(
+        config.with_size(options.size or config.size),
+        precision="fp32",
+        dynamic=("batch", "height", "width") if options.dynamic else ("batch",),
+        version=__version__,
     )
 
 
 def export_onnx(
-    model,
-    info: ModelInfo,
-    out: Path,
-    precision: str,
-    options: ExportOptions,
-    parity: HeldOut,
-    calibration: HeldOut | None,
-    reference: Recorded,
-    seconds: dict,
-) -> ExportResult:
-    """Make the ONNX graph at ``precision``, then gate it and give it its name."""
+    model: nn.Module, info: ModelInfo, out: Path, options: ExportOptions, reference: Reference,
+    calibration: HeldOut | None, seconds: dict,
+) -> ExportResult:  # fmt: skip
+    """Make the ONNX graph at the options' precision, then gate it and give it its name."""
+    precision = options.precision_of_graph
     start = time.perf_counter()
     graph = export_graph(model, info, options.opset)
     seconds["export_fp32"] = time.perf_counter() - start
@@ -130,7 +105,7 @@ def export_onnx(
     pending = out.with_name(f".{out.name}.pending")
     try:
         save_model(graph, pending)
-        return gate_onnx(pending, out, precision, options, parity, reference, seconds)
+        return gate_onnx(pending, out, options, reference, seconds)
     finally:
         pending.unlink(missing_ok=True)
 
@@ -146,7 +121,7 @@ def convert(
         from .onnx_fp16 import to_fp16
 
         return to_fp16(graph, info)
-    from .onnx_int8 import AUTO_EXCLUDE, to_int8
+    from .onnx_int8 import to_int8
 
     if calibration is None:
         raise MaskDepthError("an INT8 graph is calibrated on held-out samples, and none were given")
@@ -158,39 +133,20 @@ def convert(
 
 
 def gate_onnx(
-    pending: Path,
-    out: Path,
-    precision: str,
-    options: ExportOptions,
-    parity: HeldOut,
-    reference: Recorded,
-    seconds: dict,
+    pending: Path, out: Path, options: ExportOptions, reference: Reference, seconds: dict
 ) -> ExportResult:
-    """Compare ``pending`` with the reference through onnxruntime; rename it to ``out`` when it
-    passes, to the failed name when not."""
+    """Gate ``pending`` through onnxruntime (see :func:`gate.gate`)."""
     from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
 
-    start = time.perf_counter()
-    tolerance = tolerance_for(precision, options.tolerance)
-    comparison = compare_runner(
-        OnnxRuntimeRunner(pending, device=options.device), parity, reference, precision, tolerance
-    )
-    seconds["parity"] = time.perf_counter() - start
-    final = out if comparison else failed_name(out)
-    os.replace(pending, final)
-    if comparison:
-        failed_name(out).unlink(missing_ok=True)  # an older failure of the same export
-    report = write_report(
-        out,
-        comparison,
-        file=str(final),
-        samples=parity.description,
-        seconds=seconds,
-        int8_target=_int8_target(precision, options),
-        **_float_blocks(precision, options),
-    )
-    note = INT8_FOR_TENSORRT_NOTE if _int8_target(precision, options) == "tensorrt" else ""
-    return ExportResult(final, bool(comparison), comparison, seconds, note, parity_report=report)
+    precision = options.precision_of_graph
+    target = options.int8_target if precision == "int8" else None
+    runner = OnnxRuntimeRunner(pending, device=options.device)
+    result = gate(
+        pending, out, runner, reference, precision, options, seconds,
+        int8_target=target, **_float_blocks(precision, options),
+    )  # fmt: skip
+    result.note = INT8_FOR_TENSORRT_NOTE if target == "tensorrt" else ""
+    return result
 
 
 # The default INT8 file is for TensorRT (where it pays); said on every such export, since the
@@ -214,7 +170,6 @@ def _checks_parity_here(options: ExportOptions) -> bool:
 
 def _float_blocks(precision: str, options: ExportOptions) -> dict:
     """For the parity report: which blocks an INT8 file keeps in float, and why."""
-    from .onnx_int8 import AUTO_EXCLUDE
 
     if precision != "int8":
         return {}
@@ -222,10 +177,6 @@ def _float_blocks(precision: str, options: ExportOptions) -> dict:
     blocks = options.int8_exclude if chosen else AUTO_EXCLUDE
     why = "--int8-exclude" if chosen else "--int8-exclude auto: the sensitivity sweep's choice"
     return {"float_blocks": list(blocks or ()), "float_blocks_why": why}
-
-
-def _int8_target(precision: str, options: ExportOptions) -> str | None:
-    return options.int8_target if precision == "int8" else None
 
 
 def _samples(
@@ -250,29 +201,6 @@ def _samples(
         )
         calibration = parity
     return parity, calibration
-
-
-def depth_scale(ckpt: dict) -> float | None:
-    """Metres per depth unit of the training data, when it has one."""
-    record = ckpt.get("data") or {}
-    if record.get("spec") == "synth":
-        from maskdepth.train.data.synth import DEPTH_SCALE_M
-
-        return DEPTH_SCALE_M
-    spec = record.get("spec")
-    if spec and Path(spec).is_dir():
-        from maskdepth.train.data.manifest import read_manifest
-
-        try:
-            scale = ((read_manifest(spec) or {}).get("depth") or {}).get("scale_m")
-        except MaskDepthError:
-            return None
-        return float(scale) if scale else None
-    return None
-
-
-def failed_name(out: Path) -> Path:
-    return out.with_name(f"{out.stem}.parity-failed{out.suffix}")
 
 
 def check_output(out: Path) -> Path:

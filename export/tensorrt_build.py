@@ -22,29 +22,26 @@ import importlib
 import os
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-import onnx
 from tqdm import tqdm
 
-from maskdepth.runtime.engine_sidecar import (
-    FLAVOURS,
-    RTX_COMPUTE_CAPABILITIES,
-    RTX_DEFAULT_COMPUTE_CAPABILITIES,
-    make_sidecar,
-    sidecar_path,
-    write_sidecar,
-)
+from maskdepth.runtime.engine_sidecar import FLAVOURS, make_sidecar, sidecar_path, write_sidecar
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
-from maskdepth.runtime.model_info import INPUT_NAMES, ModelInfo
+from maskdepth.runtime.model_info import INPUT_NAMES, ModelInfo, read_onnx_info
 from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
 from maskdepth.runtime.runners.tensorrt import FlavourLogger, flavour_logger
 
-from .onnx_fp32 import STRIDE
+from .targets import (  # noqa: F401 (the RTX targets: re-exported for callers)
+    RTX_COMPUTE_CAPABILITIES,
+    RTX_DEFAULT_COMPUTE_CAPABILITIES,
+    Profile,
+    check_compute_capabilities,
+)
 
 INSTALL_HINT = (
     "pip install tensorrt-rtx-cu12 (builds on any machine, for RTX-class GPUs) or "
@@ -112,66 +109,18 @@ def _try_import(name: str) -> ModuleType | None:
         return None
 
 
-def check_compute_capabilities(values: Sequence[str] | None) -> tuple[str, ...]:
-    """Normalise ``["8.6", "sm_120", "89"]`` to ``("8.6", "12.0", "8.9")``; None: the default."""
-    if not values:
-        return RTX_DEFAULT_COMPUTE_CAPABILITIES
-    known = {cc.replace(".", ""): cc for cc in RTX_COMPUTE_CAPABILITIES}
-    result = []
-    for value in values:
-        key = str(value).lower().removeprefix("sm").lstrip("_").replace(".", "")
-        if key not in known:
-            raise MaskDepthError(
-                f"--compute-capability {value}: TensorRT-RTX builds for "
-                f"{', '.join(RTX_COMPUTE_CAPABILITIES)}"
-            )
-        if known[key] not in result:
-            result.append(known[key])
-    return tuple(result)
-
-
 @dataclass(frozen=True)
-class Profile:
-    """The optimisation profile: the batch and image sizes a plan accepts (min/opt/max)."""
+class BuildSettings:
+    """Everything a TensorRT build is asked for, passed whole through the build steps."""
 
-    size: tuple[int, int]  # the optimal (and, when not dynamic, only) height, width
-    max_batch: int = 1
-    opt_batch: int = 1
-    min_size: tuple[int, int] | None = None  # dynamic height/width only
-    max_size: tuple[int, int] | None = None
-
-    @classmethod
-    def for_export(cls, size: tuple[int, int], dynamic: bool, max_batch: int) -> Profile:
-        """From ``--size``, ``--dynamic`` and ``--max-batch``; a dynamic plan takes sides from
-        one stride (32) up to twice ``--size``."""
-        if max_batch < 1:
-            raise MaskDepthError(f"--max-batch {max_batch}: expected 1 or more")
-        height, width = size  # a list (from JSON, argparse) becomes a tuple
-        if not dynamic:
-            return cls((height, width), max_batch)
-        return cls((height, width), max_batch, 1, (STRIDE, STRIDE), (2 * height, 2 * width))
-
-    def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
-        """``{input: {"min": NCHW, "opt": NCHW, "max": NCHW}}`` for every network input."""
-        low, high = self.min_size or self.size, self.max_size or self.size
-        one = {
-            "min": (1, 3, *low),
-            "opt": (min(self.opt_batch, self.max_batch), 3, *self.size),
-            "max": (self.max_batch, 3, *high),
-        }
-        return {name: dict(one) for name in INPUT_NAMES}
-
-
-def onnx_model_info(onnx_path: str | os.PathLike) -> ModelInfo:
-    """The maskdepth metadata of an ONNX file (weights not loaded from external data)."""
-    path = Path(onnx_path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such ONNX file")
-    try:
-        graph = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise MaskDepthError(f"{path}: not a readable ONNX file ({type(exc).__name__})") from None
-    return ModelInfo.from_props({p.key: p.value for p in graph.metadata_props}, str(path))
+    flavour: Flavour
+    profile: Profile
+    precision: str | None = None  # None: what the ONNX graph holds
+    workspace_mb: int | None = None
+    timing_cache: str | os.PathLike | None = None  # tensorrt only: loaded, then saved back
+    compute_capabilities: Sequence[str] | None = None  # tensorrt_rtx only; None: the default
+    checkpoint: str | os.PathLike | None = None  # recorded in the sidecar
+    progress: bool = True  # a tqdm bar over the build's phases
 
 
 def plan_precision(
@@ -267,37 +216,30 @@ def check_network_inputs(network, profile: Profile, source: str | os.PathLike) -
 
 
 def build_plan(
-    onnx_path: str | os.PathLike,
-    *,
-    flavour: Flavour,
-    profile: Profile,
-    precision: str | None = None,
-    workspace_mb: int | None = None,
-    timing_cache: str | os.PathLike | None = None,
-    compute_capabilities: Sequence[str] | None = None,
-    progress: bool = True,
+    onnx_path: str | os.PathLike, settings: BuildSettings, info: ModelInfo | None = None
 ) -> bytes:
-    """Build a serialized plan from ``onnx_path``; ``precision`` None: what the graph holds.
+    """Build a serialized plan from ``onnx_path`` as ``settings`` say (``info``: the file's
+    metadata when the caller has read it already).
 
     ``timing_cache`` (tensorrt only) is loaded when it exists and saved back after the build,
     so later builds reuse the measured tactics. ``compute_capabilities`` (tensorrt_rtx only):
     default :data:`RTX_DEFAULT_COMPUTE_CAPABILITIES`.
     """
-    path = Path(onnx_path)
-    info = onnx_model_info(path)
-    precision, fp16_flag = plan_precision(info.precision, precision, flavour, path)
+    path, flavour = Path(onnx_path), settings.flavour
+    info = info or read_onnx_info(path)
+    _, fp16_flag = plan_precision(info.precision, settings.precision, flavour, path)
     logger = _logger(flavour)
     logger.errors.clear()
     builder = flavour.trt.Builder(logger)
     if builder is None:
         raise _failure(logger, f"{flavour.name}: cannot create a builder")
     network, parser = network_from_onnx(builder, path, flavour, strongly_typed=not fp16_flag)
-    check_network_inputs(network, profile, path)
-    config = _builder_config(builder, flavour, profile, workspace_mb, compute_capabilities)
+    check_network_inputs(network, settings.profile, path)
+    config = _builder_config(builder, settings)
     if fp16_flag:
         config.set_flag(flavour.trt.BuilderFlag.FP16)
-    cache = _attach_timing_cache(config, flavour, timing_cache)
-    monitor = _progress_monitor(flavour, progress)
+    cache = _attach_timing_cache(config, flavour, settings.timing_cache)
+    monitor = _progress_monitor(flavour, settings.progress)
     if monitor is not None:
         config.progress_monitor = monitor
     try:
@@ -314,19 +256,16 @@ def build_plan(
     return bytes(plan)
 
 
-def _builder_config(
-    builder,
-    flavour: Flavour,
-    profile: Profile,
-    workspace_mb: int | None,
-    compute_capabilities: Sequence[str] | None,
-):
+def _builder_config(builder, settings: BuildSettings):
+    flavour, profile, compute_capabilities = (
+        settings.flavour, settings.profile, settings.compute_capabilities
+    )  # fmt: skip
     trt, logger = flavour.trt, _logger(flavour)
     config = builder.create_builder_config()
     if config is None:
         raise _failure(logger, f"{flavour.name}: cannot create a builder config")
-    if workspace_mb:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
+    if settings.workspace_mb:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(settings.workspace_mb) << 20)
     if flavour.name == "tensorrt_rtx":
         wanted = check_compute_capabilities(compute_capabilities)
         config.num_compute_capabilities = len(wanted)
@@ -416,27 +355,23 @@ def _progress_monitor(flavour: Flavour, enabled: bool):
 def write_plan_with_sidecar(
     plan: bytes,
     engine_path: str | os.PathLike,
-    *,
-    flavour: Flavour,
     onnx_path: str | os.PathLike,
-    profile: Profile,
-    precision: str | None = None,
-    compute_capabilities: Sequence[str] | None = None,
-    checkpoint: str | os.PathLike | None = None,
+    settings: BuildSettings,
+    info: ModelInfo,
 ) -> Path:
     """Write ``plan`` to ``engine_path`` and its sidecar beside it, each under a temporary name
-    then renamed; an older sidecar goes first, so it never describes the new plan."""
-    info = onnx_model_info(onnx_path)
+    then renamed; an older sidecar goes first, so it never describes the new plan. ``info``:
+    the ONNX file's metadata, copied into the sidecar."""
     sidecar = make_sidecar(
-        flavour=flavour.name,
-        flavour_version=flavour.version,
-        target=flavour.target(compute_capabilities),
-        profile=profile.shapes(),
-        precision=precision or info.precision,
+        flavour=settings.flavour.name,
+        flavour_version=settings.flavour.version,
+        target=settings.flavour.target(settings.compute_capabilities),
+        profile=settings.profile.shapes(),
+        precision=settings.precision or info.precision,
         onnx_path=onnx_path,
         plan=plan,
         info=info,
-        checkpoint=checkpoint,
+        checkpoint=settings.checkpoint,
     )
     engine_path = Path(engine_path)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
@@ -449,36 +384,13 @@ def write_plan_with_sidecar(
 def build_engine(
     onnx_path: str | os.PathLike,
     engine_path: str | os.PathLike,
-    *,
-    flavour: Flavour,
-    profile: Profile,
-    precision: str | None = None,
-    workspace_mb: int | None = None,
-    timing_cache: str | os.PathLike | None = None,
-    compute_capabilities: Sequence[str] | None = None,
-    checkpoint: str | os.PathLike | None = None,
-    progress: bool = True,
+    settings: BuildSettings,
+    info: ModelInfo | None = None,
 ) -> Path:
-    """:func:`build_plan` then :func:`write_plan_with_sidecar`: ``X.engine`` + ``X.engine.json``."""
-    graph_precision = onnx_model_info(onnx_path).precision
-    precision = plan_precision(graph_precision, precision, flavour, onnx_path)[0]
-    plan = build_plan(
-        onnx_path,
-        flavour=flavour,
-        profile=profile,
-        precision=precision,
-        workspace_mb=workspace_mb,
-        timing_cache=timing_cache,
-        compute_capabilities=compute_capabilities,
-        progress=progress,
-    )
-    return write_plan_with_sidecar(
-        plan,
-        engine_path,
-        flavour=flavour,
-        onnx_path=onnx_path,
-        profile=profile,
-        precision=precision,
-        compute_capabilities=compute_capabilities,
-        checkpoint=checkpoint,
-    )
+    """:func:`build_plan` then :func:`write_plan_with_sidecar`: ``X.engine`` + ``X.engine.json``.
+    ``info``: the ONNX file's metadata when the caller has read it already."""
+    info = info or read_onnx_info(onnx_path)
+    precision = plan_precision(info.precision, settings.precision, settings.flavour, onnx_path)[0]
+    settings = replace(settings, precision=precision)
+    plan = build_plan(onnx_path, settings, info)
+    return write_plan_with_sidecar(plan, engine_path, onnx_path, settings, info)

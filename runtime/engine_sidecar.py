@@ -15,7 +15,7 @@ Keys::
     onnx                     {"path": the ONNX file built from, "sha256": its hash}
     plan                     {"sha256": the plan's hash, "bytes": its size}
     checkpoint               the checkpoint the ONNX file came from, when known
-    model                    ModelInfo.to_dict()
+    model                    the model config, ModelInfo.to_dict() (the ONNX metadata)
 
 No torch and no TensorRT here: the runner imports the flavour the sidecar names.
 """

@@ -1,6 +1,9 @@
-"""What a deployed model file says about itself: written by export into the ONNX
-``metadata_props`` (and the engine sidecar), read by the runtime, so that a model file needs no
-config file and no flags repeated at load time.
+"""The model config (timm's pretrained cfg): every fact about a model that training, export and
+the runtime need, in one object. Each variant declares its default beside its builder
+(``maskdepth.train.models.configs``); training fills in the data's mean/std and depth scale and
+writes it into the checkpoint (``config``); export copies it into the ONNX ``metadata_props``
+and the engine sidecar; the runtime reads it back, so a model file needs no config file and no
+flags repeated at load time.
 
 Every value is a string in ``metadata_props``; structured values are JSON. Keys::
 
@@ -15,12 +18,16 @@ Every value is a string in ``metadata_props``; structured values are JSON. Keys:
     maskdepth.depth_scale_m  metres per depth unit, or "" when the training data had no scale
     maskdepth.manifest_hash  sha256 of the training data's manifest, or ""
     maskdepth.dynamic        ["batch"] or ["batch", "height", "width"]
+    maskdepth.stride         sides must be multiples of it (absent in older files: 32)
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from .errors import MaskDepthError
 from .preprocess import Preprocessing
@@ -29,6 +36,7 @@ FORMAT = "maskdepth-model"
 FORMAT_VERSION = 1
 PREFIX = "maskdepth."
 PRECISIONS = ("fp32", "fp16", "int8")
+STRIDE = 32  # the U2-Net family pools five times by 2: sides that are multiples of 32 export
 INPUT_NAMES = ("bg", "scene")
 OUTPUT_NAMES = ("mask", "depth")
 INPUTS = {
@@ -43,7 +51,8 @@ OUTPUTS = {
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """The self-description of an exported maskdepth model."""
+    """The config of a maskdepth model: pre-processing, output meaning, depth scale, stride; for
+    an exported file also its precision, dynamic axes and the maskdepth version."""
 
     model: str
     preprocessing: Preprocessing
@@ -54,6 +63,7 @@ class ModelInfo:
     version: str = ""
     inputs: dict = field(default_factory=lambda: dict(INPUTS))
     outputs: dict = field(default_factory=lambda: dict(OUTPUTS))
+    stride: int = STRIDE
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -67,6 +77,22 @@ class ModelInfo:
 
     def with_precision(self, precision: str) -> ModelInfo:
         return replace(self, precision=precision)
+
+    def check_size(self, size: int | Sequence[int]) -> tuple[int, int]:
+        """(height, width) of ``size`` (one side: square), or one line saying why this model
+        cannot export at it: every side a multiple of :attr:`stride`."""
+        height, width = (size, size) if isinstance(size, int) else (int(v) for v in size)
+        if min(height, width) < self.stride or height % self.stride or width % self.stride:
+            shown = f"{height}" if isinstance(size, int) else f"{height} {width}"
+            raise MaskDepthError(
+                f"--size {shown}: each side must be a multiple of {self.stride} for "
+                f"{self.model} to export (e.g. {7 * self.stride})"
+            )
+        return height, width
+
+    def with_size(self, size: int | Sequence[int]) -> ModelInfo:
+        """This config at another (checked) input size."""
+        return replace(self, preprocessing=replace(self.preprocessing, size=self.check_size(size)))
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` entries (all strings)."""
@@ -82,6 +108,7 @@ class ModelInfo:
             "depth_scale_m": "" if self.depth_scale_m is None else repr(float(self.depth_scale_m)),
             "manifest_hash": self.manifest_hash or "",
             "dynamic": json.dumps(list(self.dynamic)),
+            "stride": str(self.stride),
         }
         return {PREFIX + key: value for key, value in values.items()}
 
@@ -119,16 +146,20 @@ class ModelInfo:
                 version=values.get("version", ""),
                 inputs=json.loads(values.get("inputs", "{}")) or dict(INPUTS),
                 outputs=json.loads(values.get("outputs", "{}")) or dict(OUTPUTS),
+                stride=int(values.get("stride") or STRIDE),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise MaskDepthError(f"{source}: damaged maskdepth metadata ({exc})") from None
 
 
-def read_onnx_info(path: str | bytes) -> ModelInfo:
-    """A model's :class:`ModelInfo` from its ONNX file (or bytes), via onnxruntime with graph
-    optimisation off: reads the metadata without compiling anything, no onnx package needed."""
+def read_onnx_info(path: str | os.PathLike | bytes) -> ModelInfo:
+    """A model's :class:`ModelInfo` from its ONNX file (or bytes): the one metadata reader of
+    the project (runtime, export, TensorRT build). Through onnxruntime with graph optimisation
+    off: reads the metadata without compiling anything, no onnx package needed."""
     from .errors import require
 
+    if not isinstance(path, bytes) and not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: no such ONNX file")
     ort = require("onnxruntime", "cpu", "reading ONNX model metadata")
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
@@ -137,9 +168,9 @@ def read_onnx_info(path: str | bytes) -> ModelInfo:
         session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnxruntime raises its own types
         first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-        raise MaskDepthError(f"{_name(path)}: onnxruntime cannot read it: {first}") from None
+        raise MaskDepthError(f"{_name(path)}: not a readable ONNX file: {first}") from None
     return ModelInfo.from_props(session.get_modelmeta().custom_metadata_map, _name(path))
 
 
-def _name(path: str | bytes) -> str:
+def _name(path: str | os.PathLike | bytes) -> str:
     return "model bytes" if isinstance(path, bytes) else str(path)

@@ -5,7 +5,7 @@ is the argparse default, so a default is typed once, in the dataclass. :func:`ad
 every such field of a dataclass to a parser, in field order; :func:`options_from` builds the
 dataclass back from the parsed namespace. A field declared with :func:`nested` holds another
 options dataclass whose fields are added in its place (``maskdepth export``: the checkpoint and
-the output, then :class:`maskdepth.export.arguments.ExportOptions`).
+the output, then :class:`maskdepth.export.options.ExportOptions`).
 
 Here in the runtime (no torch, argparse only) because every layer declares its options with it:
 ``maskdepth predict``'s here, ``TrainConfig`` for ``python -m maskdepth.train`` in train.

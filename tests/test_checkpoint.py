@@ -11,9 +11,11 @@ import pytest
 import torch
 
 from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.preprocess import SEED_MEAN, Preprocessing
 from maskdepth.train.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
+    checkpoint_config,
     load_checkpoint,
     model_from_checkpoint,
     rng_state,
@@ -28,6 +30,7 @@ KEYS = {
     "format_version",
     "maskdepth_version",
     "model",
+    "config",
     "preprocessing",
     "state_dict",
     "ema_state_dict",
@@ -54,7 +57,7 @@ def ckpt_path(tmp_path_factory) -> Path:
     config = TrainConfig(
         data="synth",
         synth_count=10,
-        size=16,
+        size=32,
         batch=2,
         epochs=1,
         threads=1,
@@ -89,8 +92,8 @@ def test_round_trip_has_every_key_and_plain_types(ckpt_path):
     assert set(ckpt) >= KEYS and set(raw) == set(ckpt)
     _only_plain(raw)
     assert ckpt["format"] == FORMAT and ckpt["format_version"] == FORMAT_VERSION
-    assert ckpt["model"] == {"name": "u2netp-lite", "options": {}}
-    assert tuple(ckpt["preprocessing"]["size"]) == (16, 16)
+    assert ckpt["model"] == {"name": "u2netp-lite", "options": {"decoders": 1}}
+    assert tuple(ckpt["preprocessing"]["size"]) == (32, 32)
     assert ckpt["epoch"] == 1 and ckpt["epoch_step"] == 0 and ckpt["step"] == 4  # 9 train / 2
     assert set(ckpt["rng"]) == {"torch", "numpy", "python", "cuda"}
     assert ckpt["loss"]["mask"] == {"bce": 1.0, "dice": 1.0}
@@ -110,7 +113,7 @@ def test_round_trip_has_every_key_and_plain_types(ckpt_path):
 def test_model_from_checkpoint_uses_ema_unless_told(ckpt_path):
     ckpt = load_checkpoint(ckpt_path)
     model, pre = model_from_checkpoint(ckpt)
-    assert not model.training and pre.size == (16, 16)
+    assert not model.training and pre.size == (32, 32)
     ema, raw = ckpt["ema_state_dict"], ckpt["state_dict"]
     assert all(torch.equal(v, ema[k]) for k, v in model.state_dict().items())
     assert any(not torch.equal(ema[k], raw[k]) for k in raw if raw[k].is_floating_point())
@@ -192,3 +195,34 @@ def test_weights_of_another_model(tmp_path, ckpt_path):
     assert "missing" in message and "unexpected" in message
     torch.save(ckpt | {"model": {"name": "no-such-net", "options": {}}}, path)
     _one_line_error(path, "unknown model 'no-such-net'")
+
+
+def test_the_model_config_is_in_the_checkpoint(ckpt_path):
+    ckpt = load_checkpoint(ckpt_path)
+    config = checkpoint_config(ckpt)
+    assert (config.model, config.size, config.stride) == ("u2netp-lite", (32, 32), 32)
+    assert config.preprocessing == Preprocessing.from_dict(ckpt["preprocessing"])
+    assert config.preprocessing.mean == SEED_MEAN  # on-the-fly synth has no statistics
+    assert config.depth_scale_m == 20.0  # the synth manifest's scale, kept for export
+    assert config.manifest_hash == ckpt["data"]["manifest_hash"]
+
+
+def test_a_checkpoint_from_before_configs_still_loads_and_says_so(ckpt_path):
+    ckpt = load_checkpoint(ckpt_path)
+    old = {k: v for k, v in ckpt.items() if k != "config"}
+    with pytest.warns(UserWarning, match="before model configs"):
+        config = checkpoint_config(old | {"data": dict(old["data"], spec="/gone/data")})
+    assert config.depth_scale_m is None and config.size == (32, 32)
+    assert checkpoint_config(old).depth_scale_m == 20.0  # synth: the scale it always had
+
+
+def test_training_refuses_a_size_the_model_cannot_export(tmp_path):
+    from maskdepth.train.stages import train_stages
+
+    message = "--size 48: each side must be a multiple of 32 for u2netp-lite to export"
+    for sizes in ([48], [32, 48]):  # the last stage's size is the one exported
+        config = TrainConfig(sizes=sizes, model="u2netp-lite", out=str(tmp_path / "run"))
+        with pytest.raises(MaskDepthError, match=message):
+            train_stages(config)
+        assert not (tmp_path / "run").exists()  # refused before any work
+    assert TrainConfig(sizes=[48, 64]).size == 64  # an earlier stage is never exported

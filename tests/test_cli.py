@@ -186,7 +186,7 @@ def test_train_on_a_truncated_jpg_says_one_line_and_how_to_skip(tmp_path, capfd)
     for name in ("1/2", "1/3", "2/8"):  # three of twelve: the training split holds some
         broken = root / "fg_bg" / f"{name}.jpg"
         broken.write_bytes(broken.read_bytes()[:200])  # a download cut short
-    args = ["train", "--data", str(root), "--size", "16", "--batch", "2", "--epochs", "1"]
+    args = ["train", "--data", str(root), "--size", "32", "--batch", "2", "--epochs", "1"]
     args += ["--threads", "1", "--workers", "2", "--model", "u2netp-lite", "--no-progress"]
     assert main([*args, "--out", str(tmp_path / "run")]) == 2
     err = capfd.readouterr().err.strip().splitlines()
@@ -211,7 +211,7 @@ def test_every_subcommand_reads_its_defaults_from_its_options_dataclass():
     dataclass's own defaults (required options and positionals given)."""
     from maskdepth.benchmarks.bench import BenchOptions
     from maskdepth.cli import build_parser
-    from maskdepth.export.arguments import ExportOptions
+    from maskdepth.export.options import ExportOptions
     from maskdepth.runtime.options import options_from
     from maskdepth.runtime.predict_cli import PredictOptions
 

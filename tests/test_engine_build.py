@@ -63,7 +63,7 @@ def rtx():
 @pytest.fixture(scope="module")
 def engines(rtx, onnx_files, tmp_path_factory) -> dict:
     """fp32 for the default compute capabilities; fp16 and INT8 for 8.6 only."""
-    from maskdepth.export.tensorrt_build import Profile, build_engine
+    from maskdepth.export.tensorrt_build import BuildSettings, Profile, build_engine
 
     root = tmp_path_factory.mktemp("engines")
     profile = Profile.for_export(SIZE, dynamic=False, max_batch=4)
@@ -71,11 +71,13 @@ def engines(rtx, onnx_files, tmp_path_factory) -> dict:
         precision: build_engine(
             onnx_files["int8-tensorrt" if precision == "int8" else precision],
             root / precision / "model.engine",
-            flavour=rtx,
-            profile=profile,
-            compute_capabilities=None if precision == "fp32" else ["8.6"],
-            checkpoint="run/best.pt",
-            progress=False,
+            BuildSettings(
+                flavour=rtx,
+                profile=profile,
+                compute_capabilities=None if precision == "fp32" else ["8.6"],
+                checkpoint="run/best.pt",
+                progress=False,
+            ),
         )
         for precision in ("fp32", "fp16", "int8")
     }
@@ -115,17 +117,19 @@ def test_fp16_plan_is_smaller_than_fp32(engines):
 
 
 def test_rtx_leaves_the_timing_cache_alone(rtx, onnx_files, tmp_path):
-    from maskdepth.export.tensorrt_build import Profile, build_plan
+    from maskdepth.export.tensorrt_build import BuildSettings, Profile, build_plan
 
     cache = tmp_path / "timing.cache"
     with pytest.warns(UserWarning, match="no timing cache"):
         plan = build_plan(
             onnx_files["fp32"],
-            flavour=rtx,
-            profile=Profile(SIZE, max_batch=2),
-            timing_cache=cache,
-            compute_capabilities=["8.9"],
-            progress=False,
+            BuildSettings(
+                flavour=rtx,
+                profile=Profile(SIZE, max_batch=2),
+                timing_cache=cache,
+                compute_capabilities=["8.9"],
+                progress=False,
+            ),
         )
     assert len(plan) > 1_000_000
     assert not cache.exists()
@@ -133,12 +137,14 @@ def test_rtx_leaves_the_timing_cache_alone(rtx, onnx_files, tmp_path):
 
 @pytest.mark.filterwarnings("ignore:tensorrt_rtx. onnxOpImporters")  # "UINT8 zero_point"
 def test_int8_graph_for_the_cpu_is_refused_node_by_node(rtx, onnx_files, tmp_path):
-    from maskdepth.export.tensorrt_build import Profile, build_engine
+    from maskdepth.export.tensorrt_build import BuildSettings, Profile, build_engine
 
     engine = tmp_path / "cpu-int8.engine"
     with pytest.raises(MaskDepthError) as caught:
         build_engine(
-            onnx_files["int8-cpu"], engine, flavour=rtx, profile=Profile(SIZE), progress=False
+            onnx_files["int8-cpu"],
+            engine,
+            BuildSettings(flavour=rtx, profile=Profile(SIZE), progress=False),
         )
     message = str(caught.value)
     assert "\n" not in message
@@ -148,28 +154,39 @@ def test_int8_graph_for_the_cpu_is_refused_node_by_node(rtx, onnx_files, tmp_pat
 
 
 def test_unreadable_onnx_leaves_nothing(rtx, tmp_path):
-    from maskdepth.export.tensorrt_build import Profile, build_engine
+    from maskdepth.export.tensorrt_build import BuildSettings, Profile, build_engine
 
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"\x08\x07not an onnx file at all" * 10)
     with pytest.raises(MaskDepthError, match="broken.onnx: not a readable ONNX file"):
-        build_engine(broken, tmp_path / "m.engine", flavour=rtx, profile=Profile(SIZE))
+        build_engine(
+            broken, tmp_path / "m.engine", BuildSettings(flavour=rtx, profile=Profile(SIZE))
+        )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.onnx"]
     with pytest.raises(FileNotFoundError, match="missing.onnx"):
         build_engine(
-            tmp_path / "missing.onnx", tmp_path / "m.engine", flavour=rtx, profile=Profile(SIZE)
+            tmp_path / "missing.onnx",
+            tmp_path / "m.engine",
+            BuildSettings(flavour=rtx, profile=Profile(SIZE)),
         )
 
 
 def test_precision_and_size_mismatches_are_refused_before_building(rtx, onnx_files):
-    from maskdepth.export.tensorrt_build import Profile, build_plan
+    from maskdepth.export.tensorrt_build import BuildSettings, Profile, build_plan
 
     with pytest.raises(MaskDepthError, match="holds an fp32 graph.*--format onnx-int8"):
-        build_plan(onnx_files["fp32"], flavour=rtx, profile=Profile(SIZE), precision="int8")
+        build_plan(
+            onnx_files["fp32"], BuildSettings(flavour=rtx, profile=Profile(SIZE), precision="int8")
+        )
     with pytest.raises(MaskDepthError, match="holds an fp16 graph"):
-        build_plan(onnx_files["fp16"], flavour=rtx, profile=Profile(SIZE), precision="fp32")
+        build_plan(
+            onnx_files["fp16"], BuildSettings(flavour=rtx, profile=Profile(SIZE), precision="fp32")
+        )
     with pytest.raises(MaskDepthError, match="fixed height of 64 and the engine profile asks f"):
-        build_plan(onnx_files["fp32"], flavour=rtx, profile=Profile((96, 96)), progress=False)
+        build_plan(
+            onnx_files["fp32"],
+            BuildSettings(flavour=rtx, profile=Profile((96, 96)), progress=False),
+        )
 
 
 def test_load_flavour(rtx):
@@ -379,16 +396,13 @@ def gpu_engines(onnx_files, tmp_path_factory) -> dict:
 
 
 def _build(onnx_files, flavour, precision, root, ccs, profile):
-    from maskdepth.export.tensorrt_build import build_engine
+    from maskdepth.export.tensorrt_build import BuildSettings, build_engine
 
     source = onnx_files["int8-tensorrt" if precision == "int8" else precision]
     engine = build_engine(
         source,
         root / f"{precision}.engine",
-        flavour=flavour,
-        profile=profile,
-        compute_capabilities=ccs,
-        progress=False,
+        BuildSettings(flavour=flavour, profile=profile, compute_capabilities=ccs, progress=False),
     )
     return engine, source
 
@@ -415,14 +429,20 @@ def test_engine_matches_onnxruntime(gpu_engines, precision):
 @pytest.mark.gpu
 def test_tensorrt_timing_cache_is_written_and_reused(onnx_files, tmp_path):
     pytest.importorskip("tensorrt")
-    from maskdepth.export.tensorrt_build import Profile, build_plan, load_flavour
+    from maskdepth.export.tensorrt_build import BuildSettings, Profile, build_plan, load_flavour
 
     flavour = load_flavour("tensorrt")
     cache = tmp_path / "timing.cache"
-    build_plan(onnx_files["fp32"], flavour=flavour, profile=Profile(SIZE), timing_cache=cache)
+    build_plan(
+        onnx_files["fp32"],
+        BuildSettings(flavour=flavour, profile=Profile(SIZE), timing_cache=cache),
+    )
     first = cache.read_bytes()
     assert len(first) > 1000
     with warnings.catch_warnings():
         warnings.filterwarnings("error", message=".*refused it")
-        build_plan(onnx_files["fp32"], flavour=flavour, profile=Profile(SIZE), timing_cache=cache)
+        build_plan(
+            onnx_files["fp32"],
+            BuildSettings(flavour=flavour, profile=Profile(SIZE), timing_cache=cache),
+        )
     assert cache.stat().st_size >= len(first)

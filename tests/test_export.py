@@ -1,8 +1,10 @@
 """`maskdepth export` to ONNX fp32, fp16 and INT8: files, metadata, parity gate, bad input."""
 
 import json
+import warnings
 from collections import Counter
 from contextlib import nullcontext
+from dataclasses import replace
 
 import numpy as np
 import onnx
@@ -12,7 +14,12 @@ import torch
 from maskdepth.cli import main
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import read_onnx_info
-from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
+from maskdepth.train.checkpoint import (
+    checkpoint_config,
+    load_checkpoint,
+    model_from_checkpoint,
+    save_checkpoint,
+)
 from maskdepth.train.config import TrainConfig
 from maskdepth.train.models import InferenceModel
 from maskdepth.train.trainer import train
@@ -159,21 +166,74 @@ def test_over_tolerance_keeps_the_file_under_a_failed_name(checkpoint, tmp_path,
     assert not list(tmp_path.glob(".*pending"))
 
 
-def test_parity_on_the_training_data_uses_its_validation_split(tmp_path):
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    """(dataset folder, checkpoint): a run trained on a generated folder (with statistics and a
+    depth scale in its manifest)."""
     from maskdepth.train.data.synth import synthesize
 
-    data = tmp_path / "data"
+    root = tmp_path_factory.mktemp("folder_run")
+    data = root / "data"
     synthesize(data, 40, size=32, per_background=10, workers=1, progress=False)
     config = TrainConfig(
-        data=str(data), size=32, epochs=1, batch=8, out=str(tmp_path / "run"), threads=2,
+        data=str(data), size=32, epochs=1, batch=8, out=str(root / "run"), threads=2,
         workers=0, samples=0, progress=False, val_fraction=0.25,
     )  # fmt: skip
     train(config)
+    return data, root / "run" / "best.pt"
+
+
+def test_parity_on_the_training_data_uses_its_validation_split(folder_run, tmp_path):
+    data, best = folder_run
     path = tmp_path / "m.onnx"
-    assert main(["export", str(tmp_path / "run" / "best.pt"), "--out", str(path),
+    assert main(["export", str(best), "--out", str(path),
                  "--data", str(data), *FAST]) == 0  # fmt: skip
     report = _parity(path)
     assert report["count"] == 10 and "validation scenes of" in report["samples"]
+
+
+def test_export_keeps_the_data_facts_when_the_training_folder_is_gone(folder_run, tmp_path):
+    from maskdepth.train.data.manifest import read_manifest
+
+    data, best = folder_run
+    stats = read_manifest(data)["stats"]
+    moved = tmp_path / "elsewhere"
+    data.rename(moved)  # the training folder is gone: export must not need it
+    try:
+        path = tmp_path / "m.onnx"
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # no fallback to the training data, silent or not
+            assert main(["export", str(best), "--out", str(path), *FAST]) == 0
+        info = read_onnx_info(path)
+        assert info.depth_scale_m == 20.0  # the manifest's scale, through the checkpoint
+        assert info.preprocessing.mean == tuple(stats["bg"]["mean"] + stats["scene"]["mean"])
+        assert info.preprocessing.std == tuple(stats["bg"]["std"] + stats["scene"]["std"])
+        old = tmp_path / "old.pt"  # the same checkpoint as written before model configs
+        save_checkpoint(old, {k: v for k, v in load_checkpoint(best).items() if k != "config"})
+        with pytest.warns(UserWarning, match="before model configs.* not here"):
+            assert main(["export", str(old), "--out", str(tmp_path / "old.onnx"), *FAST]) == 0
+        assert read_onnx_info(tmp_path / "old.onnx").depth_scale_m is None
+    finally:
+        moved.rename(data)
+
+
+def test_the_model_config_travels_to_onnx_sidecar_and_runtime(exported, checkpoint, tmp_path):
+    from maskdepth import __version__
+    from maskdepth.runtime import Predictor
+    from maskdepth.runtime.engine_sidecar import engine_info, make_sidecar, write_sidecar
+
+    config = checkpoint_config(load_checkpoint(checkpoint))
+    info = read_onnx_info(exported["onnx"])
+    assert info == replace(config, version=__version__)  # every fact, the stride included
+    assert info.stride == 32 and info.to_props()["maskdepth.stride"] == "32"
+    engine = tmp_path / "model.engine"
+    sidecar = make_sidecar(
+        flavour="tensorrt_rtx", flavour_version="1.7", target={}, profile={}, precision="fp32",
+        onnx_path=exported["onnx"], plan=b"plan", info=info,
+    )  # fmt: skip
+    write_sidecar(engine, sidecar)
+    assert engine_info(engine) == info
+    assert Predictor(exported["onnx"]).info == info
 
 
 @pytest.mark.parametrize(
@@ -248,7 +308,8 @@ def test_engine_export_builds_plan_sidecar_and_its_onnx(checkpoint, tmp_path, ca
 
 
 def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path):
-    from maskdepth.export.onnx_int8 import AUTO_EXCLUDE, BLOCKS, excluded_nodes, parse_exclude
+    from maskdepth.export.onnx_int8 import excluded_nodes
+    from maskdepth.export.options import AUTO_EXCLUDE, BLOCKS, parse_exclude
 
     assert parse_exclude("auto") == AUTO_EXCLUDE and parse_exclude("none") == ()
     assert parse_exclude("sides, fuse") == ("sides", "fuse")

@@ -63,6 +63,35 @@ def test_unknown_names_and_options_are_clear():
         create_model("u2netp-md", width=3)
 
 
+def test_options_are_recorded_and_rebuild_the_same_model():
+    from maskdepth.runtime.preprocess import Preprocessing
+    from maskdepth.train.checkpoint import model_from_checkpoint, model_record
+
+    assert create_model("u2netp-md").options == {"decoders": 2}
+    model = create_model("u2netp-md", decoders=1)
+    assert model_record(model) == {"name": "u2netp-md", "options": {"decoders": 1}}
+    ckpt = {"model": model_record(model), "state_dict": model.state_dict()}
+    rebuilt, _ = model_from_checkpoint(ckpt | {"preprocessing": Preprocessing().to_dict()})
+    assert len(rebuilt.decoders) == 1 and _params(rebuilt) == _params(model)
+
+
+def test_every_model_declares_a_config_read_without_torch():
+    import subprocess
+    import sys
+
+    from maskdepth.train.models import default_config
+
+    assert [default_config(name).model for name in list_models()] == list_models()
+    assert {default_config(name).stride for name in list_models()} == {32}
+    code = (
+        "import sys; from maskdepth.train.config import TrainConfig; TrainConfig(size=64); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_difference_prior_makes_six_filters_see_scene_minus_bg():
     model = create_model("u2netp-md")
     before = sum(p.numel() for p in model.parameters())

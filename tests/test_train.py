@@ -32,7 +32,7 @@ from maskdepth.train.trainer import TrainingDiverged, init_weights, train
 TINY = {
     "data": "synth",
     "synth_count": 14,
-    "size": 16,
+    "size": 32,  # the smallest size a model exports at
     "batch": 2,
     "epochs": 1,
     "threads": 1,
@@ -42,7 +42,7 @@ TINY = {
     "model": "u2netp-lite",
     "ema_decay": 0.999,  # off by default; resume must restore the EMA exactly
 }
-CLI_TINY = ["--data", "synth", "--synth-count", "14", "--size", "16", "--batch", "2"]
+CLI_TINY = ["--data", "synth", "--synth-count", "14", "--size", "32", "--batch", "2"]
 CLI_TINY += ["--epochs", "1", "--threads", "1", "--workers", "0", "--samples", "2"]
 CLI_TINY += ["--model", "u2netp-lite", "--no-progress", "--ema-decay", "0.999"]
 VAL_METRICS = ("iou", "iou_summed", "dice", "rmse", "rmse_pixels", "mae", "absrel", "delta1")
@@ -229,15 +229,15 @@ def test_sigkill_mid_epoch_then_resume_equals_the_run_left_alone(tmp_path):
 # ----------------------------------------------------------------------- progressive sizes
 def test_progressive_sizes_resume_inside_a_stage_after_sigkill(tmp_path):
     env = os.environ | {"OMP_NUM_THREADS": "1"}
-    sizes = ("--size", "16,24")
+    sizes = ("--size", "16,32")
     alone, victim = (
         subprocess.Popen(_cli_process(tmp_path / name, *sizes), env=env, stderr=subprocess.PIPE)
         for name in ("alone", "killed")
     )
-    last = tmp_path / "killed" / "stage2-24" / "last.pt"
+    last = tmp_path / "killed" / "stage2-32" / "last.pt"
     _kill_after(victim, last, 180)  # right after stage 2's first --save-every checkpoint
     cut = load_checkpoint(last)
-    assert tuple(cut["preprocessing"]["size"]) == (24, 24) and 0 < cut["epoch_step"] < 8
+    assert tuple(cut["preprocessing"]["size"]) == (32, 32) and 0 < cut["epoch_step"] < 8
     assert not (tmp_path / "killed" / "last.pt").exists()  # the final copy comes at the end
 
     resume = subprocess.run(
@@ -251,9 +251,9 @@ def test_progressive_sizes_resume_inside_a_stage_after_sigkill(tmp_path):
     for name in ("alone", "killed"):
         out = tmp_path / name
         stages = json.loads((out / "stages.json").read_text())
-        assert [s["size"] for s in stages] == [16, 24]
-        assert tuple(load_checkpoint(out / "best.pt")["preprocessing"]["size"]) == (24, 24)
-    stage2 = load_checkpoint(tmp_path / "alone" / "stage2-24" / "last.pt")
+        assert [s["size"] for s in stages] == [16, 32]
+        assert tuple(load_checkpoint(out / "best.pt")["preprocessing"]["size"]) == (32, 32)
+    stage2 = load_checkpoint(tmp_path / "alone" / "stage2-32" / "last.pt")
     assert stage2["train"]["init"] == str(tmp_path / "alone" / "stage1-16" / "best.pt")
     _same_weights(*(load_checkpoint(tmp_path / name / "last.pt") for name in ("alone", "killed")))
 
@@ -346,7 +346,7 @@ def test_resume_needs_a_matching_run(run, tmp_path, capsys):
     out, _ = run
     line = _cli_error(capsys, *CLI_TINY, "--out", str(tmp_path / "empty"), "--resume")
     assert "--resume: no" in line and "last.pt" in line
-    staged = [*CLI_TINY, "--size", "16,24", "--out", str(tmp_path / "fresh"), "--resume"]
+    staged = [*CLI_TINY, "--size", "16,32", "--out", str(tmp_path / "fresh"), "--resume"]
     line = _cli_error(capsys, *staged)
     assert "--resume: no" in line and "stage1-16/last.pt" in line
     line = _cli_error(capsys, *CLI_TINY, "--out", str(out))

@@ -15,6 +15,7 @@ from maskdepth.runtime.options import add_options, device_option, option, option
 from maskdepth.runtime.runners.cuda import DEVICES
 
 from .data.split import SPLIT_BY
+from .models.configs import default_config
 
 # Options that shape the training trajectory: ``--resume`` refuses to continue a run when one
 # of them differs from the checkpoint's (the rest, e.g. --workers or --max-minutes, may change).
@@ -206,6 +207,7 @@ class TrainConfig:
             raise MaskDepthError(
                 f"--size {min(self.sizes or [self.size])}: expected at least 16 pixels"
             )
+        default_config(self.model)  # an unknown model fails here, before any work
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise MaskDepthError(f"--lr {self.lr}: expected a finite number > 0")
         if not 0.0 <= self.ema_decay < 1.0:

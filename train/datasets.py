@@ -92,3 +92,22 @@ def data_from_checkpoint(
         synth=record["synth"],
     )
     return (source, *split(source, record))
+
+
+def manifest_normalisation(manifest: dict | None) -> tuple[tuple, tuple] | None:
+    """(mean, std) of the six input channels (bg RGB, scene RGB; images / 255) from a
+    manifest's ``stats``; None when it has none (the seed's data, on-the-fly synth)."""
+    stats = (manifest or {}).get("stats") or {}
+    try:
+        parts = [stats["bg"], stats["scene"]]
+        mean = tuple(float(v) for part in parts for v in part["mean"])
+        std = tuple(float(v) for part in parts for v in part["std"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (mean, std) if len(mean) == len(std) == 6 and min(std) > 0 else None
+
+
+def manifest_depth_scale(manifest: dict | None) -> float | None:
+    """Metres per depth unit from a manifest's ``depth.scale_m`` (None: no scale)."""
+    scale = ((manifest or {}).get("depth") or {}).get("scale_m")
+    return float(scale) if scale else None

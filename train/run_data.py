@@ -10,8 +10,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.preprocess import Preprocessing
 
+from .checkpoint import training_config
 from .config import TrainConfig
 from .data.augment import preset
 from .data.loader import MaskDepthDataset, make_loader
@@ -22,7 +24,7 @@ from .distributed import Dist, EpochSampler, ShardSampler
 
 @dataclass
 class RunData:
-    pre: Preprocessing
+    model_config: ModelInfo  # what the checkpoint, and every export of it, says of the model
     source: Source
     record: dict  # the checkpoint's ``data``
     train_set: MaskDepthDataset
@@ -31,6 +33,10 @@ class RunData:
     train_loader: DataLoader
     val_loader: DataLoader
     sample_indices: list[int]  # source indices of the samples.png scenes
+
+    @property
+    def pre(self) -> Preprocessing:
+        return self.model_config.preprocessing
 
     @property
     def steps_per_epoch(self) -> int:
@@ -52,7 +58,6 @@ def build_data(
     config: TrainConfig, job: Dist, device: torch.device, source: Source | None = None
 ) -> RunData:
     """Open ``config.data`` (or use ``source``), split it and make the loaders."""
-    pre = Preprocessing(size=(config.size, config.size))
     source = source or open_data(
         config.data,
         size=config.size,
@@ -61,6 +66,8 @@ def build_data(
         synth=synth_options(config),
     )
     record = data_record(config, source)
+    model_config = training_config(config.model, config.size, source, record["manifest_hash"])
+    pre = model_config.preprocessing
     train_idx, val_idx = split(source, record)
     if not len(val_idx):
         raise MaskDepthError(
@@ -85,7 +92,7 @@ def build_data(
     loaders = _loaders(config, job, device, train_set, val_set, sampler)
     picks = np.unique(np.linspace(0, len(val_idx) - 1, min(config.samples, len(val_idx))))
     indices = [int(val_idx[int(i)]) for i in picks]
-    return RunData(pre, source, record, train_set, val_set, sampler, *loaders, indices)
+    return RunData(model_config, source, record, train_set, val_set, sampler, *loaders, indices)
 
 
 def _loaders(

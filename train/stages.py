@@ -24,6 +24,7 @@ from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data.sources import Source
 from .distributed import from_environment
+from .models.configs import default_config
 from .trainer import train
 
 LAST_STAGE_SHARE = 0.5  # of the budget; see split_budget
@@ -67,6 +68,8 @@ def train_stages(
     """Train ``config`` (one stage per size of ``config.sizes``); returns the last stage's
     result with every stage's under ``"stages"``. ``last_share``: see :func:`split_budget`."""
     sizes = config.sizes or [config.size]
+    # The run's size is the one exported (the last stage's); earlier stages may be any size.
+    default_config(config.model).check_size(sizes[-1])
     if len(sizes) == 1:
         return train(replace(config, size=sizes[0], sizes=None), source)
     out = Path(config.out)

@@ -17,9 +17,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.preprocess import Preprocessing
+from maskdepth.runtime.model_info import ModelInfo
 
-from .checkpoint import load_checkpoint, load_weights, rng_state, set_rng_state
+from .checkpoint import load_checkpoint, load_weights, model_record, rng_state, set_rng_state
 from .config import TRAJECTORY, TrainConfig
 from .device import CHANNELS_LAST, amp_dtype, scales_loss
 from .distributed import Dist
@@ -175,13 +175,14 @@ class TrainState:
         }
         return True
 
-    def payload(self, pre: Preprocessing, record: dict, epoch_sums: dict) -> dict:
+    def payload(self, model_config: ModelInfo, record: dict, epoch_sums: dict) -> dict:
         """The checkpoint (see :mod:`.checkpoint` for its keys) of this state, with the run's
-        pre-processing, data ``record`` and the epoch's statistics so far."""
+        model config, data ``record`` and the epoch's statistics so far."""
         ema = self.ema_model
         return {
-            "model": {"name": self.config.model, "options": {}},
-            "preprocessing": pre.to_dict(),
+            "model": model_record(self.model),
+            "config": model_config.to_dict(),
+            "preprocessing": model_config.preprocessing.to_dict(),
             "state_dict": self.model.state_dict(),
             "ema_state_dict": None if ema is None else ema.state_dict(),
             "epoch": self.epoch,

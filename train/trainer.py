@@ -268,7 +268,7 @@ class Run:
         if state.ema_model is not None:
             distributed.average_buffers(state.ema_model, self.job)
         if self.job.main:
-            payload = state.payload(self.data.pre, self.data.record, self.stats.sums)
+            payload = state.payload(self.data.model_config, self.data.record, self.stats.sums)
             if last:
                 save_checkpoint(self.out / "last.pt", payload)
             if best:

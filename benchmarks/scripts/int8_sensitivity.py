@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from maskdepth.benchmarks.measure import publish, time_files
-from maskdepth.export.onnx_int8 import BLOCKS, METHODS, parse_exclude
+from maskdepth.export.options import BLOCKS, METHODS, parse_exclude
 from maskdepth.export.pipeline import ExportOptions, export
 
 

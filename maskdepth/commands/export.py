@@ -1,4 +1,4 @@
-"""``maskdepth export``: the options are :class:`maskdepth.export.arguments.ExportOptions`'s
+"""``maskdepth export``: the options are :class:`maskdepth.export.options.ExportOptions`'s
 fields, after the checkpoint and the output file."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskdepth.export.arguments import ExportOptions  # no torch: --help stays fast
+from maskdepth.export.options import ExportOptions  # no torch: --help stays fast
 from maskdepth.runtime.options import add_options, nested, option, positional
 
 from . import Command

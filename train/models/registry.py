@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 
@@ -9,36 +10,60 @@ from torch import nn
 
 from maskdepth.runtime.errors import MaskDepthError
 
+from .configs import CONFIGS
+
 _BUILDERS: dict[str, Callable[..., nn.Module]] = {}
+FAMILIES = (".u2net",)  # the modules whose import registers their builders
 
 
 def register_model(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a builder under ``name``; a second builder with the same name is an error."""
+    """Register a builder under ``name``; a second builder with the same name, or one whose
+    variant has no default config in ``configs.CONFIGS``, is an error."""
 
     def add(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _BUILDERS:
             raise ValueError(f"model {name!r} is registered twice")
+        if name not in CONFIGS:
+            raise ValueError(f"model {name!r} has no default config in configs.CONFIGS")
         _BUILDERS[name] = builder
         return builder
 
     return add
 
 
+def _load_families() -> None:
+    for module in FAMILIES:
+        importlib.import_module(module, __package__)
+
+
 def list_models() -> list[str]:
     """Names :func:`create_model` accepts."""
+    _load_families()
     return sorted(_BUILDERS)
 
 
 def create_model(name: str, **options) -> nn.Module:
-    """Build a registered model; unknown names and options fail with the ones that exist."""
+    """Build a registered model; unknown names and options fail with the ones that exist.
+
+    The model keeps ``name`` and ``options`` (every builder option, defaults included): what a
+    checkpoint records so that :func:`create_model` rebuilds the same model from it.
+    """
+    _load_families()
     if name not in _BUILDERS:
         raise MaskDepthError(f"unknown model {name!r}; expected one of {', '.join(list_models())}")
     builder = _BUILDERS[name]
-    known = [p for p in inspect.signature(builder).parameters if p != "kwargs"]
+    signature = inspect.signature(builder)
+    known = [p for p in signature.parameters if p != "kwargs"]
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise MaskDepthError(
             f"model {name}: unknown option(s) {', '.join(unknown)}; "
             f"expected {', '.join(known) or 'none'}"
         )
-    return builder(**options)
+    bound = signature.bind(**options)
+    bound.apply_defaults()
+    model = builder(**options)
+    # plain attributes beside the module's own (nn.Module.__setattr__ keeps them as such)
+    object.__setattr__(model, "name", name)
+    object.__setattr__(model, "options", dict(bound.arguments))
+    return model

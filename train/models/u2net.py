@@ -149,8 +149,10 @@ class U2NetMD(nn.Module):
     """Shared encoder over the 6-channel (bg, scene) input; per task a decoder (``decoders=2``)
     or one decoder whose two output channels are the tasks (``decoders=1``)."""
 
-    # Set by the registered builders (_create_u2net): the registry name and the stage table.
+    # Set when built through the registry: its name and options (create_model), the stage table
+    # (_create_u2net).
     name: str
+    options: dict[str, Any]
     arch: dict[str, Any]
 
     def __init__(
@@ -270,19 +272,23 @@ def _create_u2net(name: str, **args) -> U2NetMD:
     return model
 
 
+# Builders (their default configs: configs.CONFIGS). Options are plain values, recorded in the
+# checkpoint by create_model; ``decoders``: 2 (one per task) or 1 (two output channels).
+
+
 @register_model("u2netp-md")
-def u2netp_md() -> U2NetMD:
+def u2netp_md(decoders: int = 2) -> U2NetMD:
     """The seed's network: U2-Net-small encoder, two full decoders, 1,769,306 parameters."""
-    return _create_u2net("u2netp-md", **dict(SMALL, decoders=2))
+    return _create_u2net("u2netp-md", **dict(SMALL, decoders=decoders))
 
 
 @register_model("u2net-md")
-def u2net_md() -> U2NetMD:
+def u2net_md(decoders: int = 2) -> U2NetMD:
     """Full-width U2-Net stages, two decoders: the large variant."""
-    return _create_u2net("u2net-md", **dict(FULL, decoders=2))
+    return _create_u2net("u2net-md", **dict(FULL, decoders=decoders))
 
 
 @register_model("u2netp-lite")
-def u2netp_lite() -> U2NetMD:
+def u2netp_lite(decoders: int = 1) -> U2NetMD:
     """One U2-Net-small decoder with two output channels: ~1.14 M parameters, ~1.7x fewer FLOPs."""
-    return _create_u2net("u2netp-lite", **dict(SMALL, decoders=1))
+    return _create_u2net("u2netp-lite", **dict(SMALL, decoders=decoders))

@@ -1,5 +1,6 @@
 """What an export is asked to do: :class:`ExportOptions`, whose fields are also the options of
-``maskdepth export`` (no torch and no onnx here: building the CLI's parser stays fast)."""
+``maskdepth export``, and the names its options take (formats, INT8 calibration methods, targets
+and blocks). No torch and no onnx here: building the CLI's parser stays fast."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import PRECISIONS
 from maskdepth.runtime.options import device_option, option, positive
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
-METHODS = ("minmax", "entropy", "percentile")  # INT8 calibration (maskdepth.export.onnx_int8)
+PRECISION_OF = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
+# INT8 calibration (maskdepth.export.onnx_int8). Not onnxruntime's "entropy": quantize_static
+# gives it as many histogram bins as quantized bins (128 and 128), which makes it minmax (measured:
+# identical files' parity to the fourth decimal).
+METHODS = ("minmax", "percentile")
 TARGETS = ("tensorrt", "cpu")  # INT8 graphs for TensorRT or onnxruntime's CPU kernels
 DEFAULT_OPSET = 17
 MIN_PARITY_SAMPLES = 64
@@ -31,13 +37,38 @@ def _tolerance(text: str) -> dict[str, float]:
         ) from None
 
 
+# The network's blocks by node-name prefix in the exported graph: the unit of --int8-exclude and
+# of the sensitivity sweep (benchmarks/int8_sensitivity.py). Both decoders share a block.
+BLOCKS: dict[str, tuple[str, ...]] = {
+    "first": ("/model/encoder/stages.0/project/",),
+    **{f"encoder.{i}": (f"/model/encoder/stages.{i}/",) for i in range(6)},
+    **{f"decoder.{i}": tuple(f"/model/decoders.{d}/stages.{i}/" for d in (0, 1)) for i in range(5)},
+    "sides": tuple(f"/model/decoders.{d}/sides." for d in (0, 1)),
+    "fuse": tuple(f"/model/decoders.{d}/fuse/" for d in (0, 1)),
+}
+# What --int8-exclude auto keeps in float: chosen by the sweep (README, Export). Empty: on the
+# models measured, no block's float copy moved IoU or RMSE by more than the sweep's noise.
+AUTO_EXCLUDE: tuple[str, ...] = ()
+
+
+def parse_exclude(text: str) -> tuple[str, ...]:
+    """``--int8-exclude``: auto, none, or block names separated by commas."""
+    if text == "auto":
+        return AUTO_EXCLUDE
+    if text == "none":
+        return ()
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in BLOCKS]
+    if unknown or not names:
+        raise MaskDepthError(
+            f"--int8-exclude {text}: expected auto, none or blocks from {', '.join(BLOCKS)}"
+        )
+    return names
+
+
 def _exclude(text: str) -> tuple[str, ...] | None:
     """``--int8-exclude``: None for auto (the pipeline's AUTO_EXCLUDE), else the blocks."""
-    if text == "auto":
-        return None
-    from .onnx_int8 import parse_exclude  # onnx: only when the option is given
-
-    return parse_exclude(text)
+    return None if text == "auto" else parse_exclude(text)
 
 
 @dataclass
@@ -116,3 +147,8 @@ class ExportOptions:
         group=ENGINES,
         help="TensorRT-RTX targets, e.g. 8.6 8.9 (default: all)",
     )
+
+    @property
+    def precision_of_graph(self) -> str:
+        """The precision of the ONNX graph this export makes (or an engine compiles)."""
+        return PRECISION_OF.get(self.format, self.precision or "fp16")
