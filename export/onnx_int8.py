@@ -45,18 +45,33 @@ def to_int8(
 ) -> onnx.ModelProto:
     """Static QDQ quantization of ``graph``, calibrated on ``feeds`` (``count`` samples in all,
     for the progress bar), per-channel weights; the blocks in ``exclude`` stay in float."""
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
+    from onnxruntime.quantization import QuantFormat, quantize_static
 
     if method not in METHODS:
         raise MaskDepthError(f"--calib-method {method}: expected one of {', '.join(METHODS)}")
     if target not in TARGETS:
         raise MaskDepthError(f"--int8-target {target}: expected one of {', '.join(TARGETS)}")
+    float_nodes = excluded_nodes(graph, exclude)
+    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
+        source, quantized = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        onnx.save(graph, source)
+        quantize_static(
+            str(source),
+            str(quantized),
+            _reader(feeds, count, method),
+            quant_format=QuantFormat.QDQ,
+            per_channel=True,
+            nodes_to_exclude=float_nodes,
+            **_types(target, method),
+        )
+        result = onnx.load(str(quantized))
+    set_metadata(result, info.with_precision("int8"))
+    return result
+
+
+def _reader(feeds: Iterable[dict[str, np.ndarray]], count: int, method: str):
+    """onnxruntime's calibration reader over ``feeds``, with a progress bar."""
+    from onnxruntime.quantization import CalibrationDataReader
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -71,33 +86,25 @@ def to_int8(
                 self.bar.update(len(feed["bg"]))
             return feed
 
+    return Reader()
+
+
+def _types(target: str, method: str) -> dict:
+    """quantize_static's settings for ``target`` (see the module docstring) and ``method``."""
+    from onnxruntime.quantization import CalibrationMethod, QuantType
+
     symmetric = target == "tensorrt"
-    float_nodes = excluded_nodes(graph, exclude)
-    with tempfile.TemporaryDirectory() as tmp, _quiet_quantizer():
-        source, quantized = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        onnx.save(graph, source)
-        quantize_static(
-            str(source),
-            str(quantized),
-            Reader(),
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            nodes_to_exclude=float_nodes,
-            activation_type=QuantType.QInt8 if symmetric else QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method={
-                "minmax": CalibrationMethod.MinMax,
-                "percentile": CalibrationMethod.Percentile,
-            }[method],
-            extra_options={
-                "ActivationSymmetric": symmetric,
-                "WeightSymmetric": True,
-                "QuantizeBias": not symmetric,
-            },
-        )
-        result = onnx.load(str(quantized))
-    set_metadata(result, info.with_precision("int8"))
-    return result
+    methods = {"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+    return {
+        "activation_type": QuantType.QInt8 if symmetric else QuantType.QUInt8,
+        "weight_type": QuantType.QInt8,
+        "calibrate_method": methods[method],
+        "extra_options": {
+            "ActivationSymmetric": symmetric,
+            "WeightSymmetric": True,
+            "QuantizeBias": not symmetric,
+        },
+    }
 
 
 class _quiet_quantizer:

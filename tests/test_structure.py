@@ -149,3 +149,18 @@ def test_the_checks_see_the_whole_package():
     assert {_layer(m) for m in graph} == {ROOT_PACKAGE, 0, 1, 2, 3, TOP}
     assert "maskdepth.runtime.predictor" in graph and len(graph) > 60
     assert "maskdepth.runtime.errors" in graph["maskdepth.runtime.predictor"]
+
+
+def test_modules_import_the_package_by_its_installed_names():
+    """``import runtime`` works from a checkout but not from the installed wheel."""
+    bare = []
+    for path in _source_files():
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                names = [node.module]
+            bare += [f"{path.relative_to(ROOT)}:{node.lineno} {n}" for n in names
+                     if n.split(".")[0] in LAYERS]  # fmt: skip
+    assert not bare, "\n".join(bare)

@@ -190,50 +190,54 @@ class TrainConfig:
         self.init = None if self.init is None else str(self.init)
         if isinstance(self.augment, bool):  # checkpoints from before the presets
             self.augment = "basic" if self.augment else "none"
-        positive = {"size": self.size, "epochs": self.epochs or 1, "batch": self.batch}
-        positive["steps"] = self.steps or 1
-        positive["accumulate"] = self.accumulate
-        positive |= {
-            "synth_count": self.synth_count,
-            "synth_per_background": self.synth_per_background,
-        }
-        for name, value in positive.items():
-            if int(value) < 1:
-                raise MaskDepthError(f"--{name.replace('_', '-')} {value}: expected >= 1")
         if self.sizes:
             self.sizes = [int(v) for v in self.sizes]
             self.size = self.sizes[-1]
+        self._check_counts()
+        default_config(self.model)  # an unknown model fails here, before any work
+        self._check_numbers()
+        self._check_names()
+        if self.init and self.resume:
+            raise MaskDepthError("--init and --resume together: --resume already has weights")
+
+    def _check_counts(self) -> None:
+        positive = {"size": self.size, "epochs": self.epochs or 1, "batch": self.batch,
+                    "steps": self.steps or 1, "accumulate": self.accumulate,
+                    "synth_count": self.synth_count,
+                    "synth_per_background": self.synth_per_background}  # fmt: skip
+        for name, value in positive.items():
+            if int(value) < 1:
+                raise MaskDepthError(f"--{name.replace('_', '-')} {value}: expected >= 1")
         if min(self.sizes or [self.size]) < 16:
             raise MaskDepthError(
                 f"--size {min(self.sizes or [self.size])}: expected at least 16 pixels"
             )
-        default_config(self.model)  # an unknown model fails here, before any work
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise MaskDepthError(f"--lr {self.lr}: expected a finite number > 0")
-        if not 0.0 <= self.ema_decay < 1.0:
-            raise MaskDepthError(f"--ema-decay {self.ema_decay}: expected 0 (off) or in (0, 1)")
         if min(self.workers, self.save_every, self.bn_reestimate, self.samples, self.val_every) < 0:
             raise MaskDepthError(
                 "--workers, --save-every, --val-every, --bn-reestimate: expected >= 0"
             )
+        if self.threads is not None and self.threads < 1:
+            raise MaskDepthError(f"--threads {self.threads}: expected >= 1")
+
+    def _check_numbers(self) -> None:
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise MaskDepthError(f"--lr {self.lr}: expected a finite number > 0")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise MaskDepthError(f"--ema-decay {self.ema_decay}: expected 0 (off) or in (0, 1)")
         if not 0.0 < self.warmup < 1.0:
             raise MaskDepthError(f"--warmup {self.warmup}: expected a share in (0, 1)")
         if not (math.isfinite(self.side_weight) and self.side_weight >= 0):
             raise MaskDepthError(f"--side-weight {self.side_weight}: expected a number >= 0")
-        for name, valid in (("augment", AUGMENTS), ("prior", PRIORS)):
-            value = getattr(self, name)
-            if value not in valid:
-                raise MaskDepthError(f"--{name} {value!r}: expected one of {', '.join(valid)}")
-        if self.threads is not None and self.threads < 1:
-            raise MaskDepthError(f"--threads {self.threads}: expected >= 1")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise MaskDepthError(f"--max-minutes {self.max_minutes}: expected > 0")
-        if self.device not in DEVICES:
-            raise MaskDepthError(f"--device {self.device!r}: expected one of {', '.join(DEVICES)}")
-        if self.split_by not in SPLIT_BY:
-            raise MaskDepthError(f"--split-by {self.split_by!r}: expected scene or background")
-        if self.init and self.resume:
-            raise MaskDepthError("--init and --resume together: --resume already has weights")
+
+    def _check_names(self) -> None:
+        for name, valid in (("augment", AUGMENTS), ("prior", PRIORS), ("device", DEVICES),
+                            ("split_by", SPLIT_BY)):  # fmt: skip
+            value = getattr(self, name)
+            if value not in valid:
+                flag = name.replace("_", "-")
+                raise MaskDepthError(f"--{flag} {value!r}: expected one of {', '.join(valid)}")
 
     def epoch_limit(self) -> int | None:
         """At most this many epochs (None: as many as --steps or the time budget allow)."""

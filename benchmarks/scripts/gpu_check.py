@@ -1,4 +1,4 @@
-# Over 400 lines: one standalone script a GPU machine runs alone; six sections of short functions.
+# long file: one standalone script a GPU machine runs alone; six sections of short functions.
 """Prove the GPU half of maskdepth on one CUDA GPU within a time budget, and say why for every
 part that cannot run there.
 

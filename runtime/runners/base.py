@@ -7,7 +7,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..errors import MaskDepthError
+from maskdepth.runtime.errors import MaskDepthError
 
 
 class Runner(ABC):

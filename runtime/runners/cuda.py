@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
-from ..errors import MaskDepthError, MissingDependencyError
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 
 DEVICES = ("auto", "cpu", "cuda")  # what every --device accepts
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR

@@ -18,8 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import MaskDepthError, require
-from ..model_info import read_onnx_info
+from maskdepth.runtime.errors import MaskDepthError, require
+from maskdepth.runtime.model_info import read_onnx_info
+
 from .base import Runner
 from .cuda import DEVICES
 

@@ -22,9 +22,16 @@ from typing import Any, NamedTuple, Protocol, SupportsInt
 
 import numpy as np
 
-from ..engine_sidecar import INSTALL, check_sidecar, read_sidecar, rebuild_command, sha256_of
-from ..errors import MaskDepthError, MissingDependencyError
-from ..model_info import ModelInfo
+from maskdepth.runtime.engine_sidecar import (
+    INSTALL,
+    check_sidecar,
+    read_sidecar,
+    rebuild_command,
+    sha256_of,
+)
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
+from maskdepth.runtime.model_info import ModelInfo
+
 from .base import Runner
 from .cuda import CudaMemory, gpu_info, open_cuda_memory
 
