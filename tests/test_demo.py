@@ -33,13 +33,24 @@ def test_demo_runs_the_whole_story_and_reports_it(tmp_path, capsys):
     assert (out / "bench" / "bench.png").is_file() and (out / "run" / "best.pt").is_file()
 
 
-def test_a_failed_stage_is_reported_and_later_stages_still_run(tmp_path, monkeypatch):
+def test_a_failed_stage_is_reported_and_later_stages_still_run(
+    tmp_path, monkeypatch, tiny_checkpoint
+):
+    import shutil
+
+    import maskdepth.benchmarks.demo as demo
     import maskdepth.export.pipeline as pipeline
 
     def broken(*args, **kwargs):
         raise RuntimeError("exporter exploded")
 
+    def trained(paths, *args) -> str:  # the session's tiny run: the stages after training count
+        paths.run.mkdir(parents=True, exist_ok=True)
+        shutil.copy(tiny_checkpoint, paths.checkpoint)
+        return "the session's tiny run"
+
     monkeypatch.setattr(pipeline, "export", broken)
+    monkeypatch.setattr(demo, "_train", trained)
     out = tmp_path / "demo"
     plan = DemoPlan(minutes=0.3, count=40, size=32, batch=8, bench_seconds=0.1)
     assert run_demo(out, plan) == 1

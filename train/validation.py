@@ -15,12 +15,13 @@ from maskdepth.runtime.preprocess import Preprocessing, prepare_pair
 from . import distributed
 from .data.loader import MaskDepthDataset, make_loader
 from .data.sources import Source
-from .device import CHANNELS_LAST, autocast, to_device
+from .device import autocast, to_device
 from .distributed import Dist, ShardSampler
 from .ema import reestimate_bn
 from .losses import LossConfig, compute_loss
 from .metrics import TorchMetricAccumulator
 from .report import sample_row
+from .torch_runner import TorchRunner
 
 
 @torch.no_grad()
@@ -85,18 +86,14 @@ def bn_batches(
         yield to_device(items, device)[0]
 
 
-@torch.no_grad()
 def predict_maps(
     model: nn.Module, inputs: np.ndarray, device: torch.device, dtype: torch.dtype | None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """PyTorch reference inference: (mask, depth) probabilities, (N, H, W) float32, of
-    ``model`` on pre-processed input pairs (N, 6, H, W)."""
-    batch = torch.from_numpy(inputs).to(device).contiguous(memory_format=CHANNELS_LAST)
-    with autocast(device, dtype):
-        outputs = model(batch)
-    mask = torch.sigmoid(outputs["mask"][0].float())[:, 0].cpu().numpy()
-    depth = torch.sigmoid(outputs["depth"][0].float())[:, 0].cpu().numpy()
-    return mask, depth
+    """(mask, depth) probabilities, (N, H, W) float32, of ``model`` on pre-processed input pairs
+    (N, 6, H, W): the reference inference that export and bench run too (TorchRunner)."""
+    with TorchRunner(model, device=device, autocast=dtype) as runner:
+        out = runner.infer({"bg": inputs[:, :3], "scene": inputs[:, 3:]})
+    return out["mask"][:, 0], out["depth"][:, 0]
 
 
 def sample_rows(
