@@ -82,11 +82,11 @@ def _pool(ckpt: dict, pre: Preprocessing, count: int, data):
     path = Path(data)
     if not path.is_dir():
         raise MaskDepthError(f"--data {data}: no such dataset folder")
-    from maskdepth.train.data.seed_layout import SeedLayoutSource
+    from maskdepth.train.data.sources import open_source
     from maskdepth.train.datasets import split
 
     try:
-        source = SeedLayoutSource(path, binarize_mask=record.get("binarize_mask", True))
+        source = open_source(path, binarize_mask=record.get("binarize_mask", True))
     except MaskDepthError as exc:
         raise MaskDepthError(f"--data {data}: {exc}") from None
     if not len(source):

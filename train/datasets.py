@@ -13,28 +13,21 @@ from maskdepth.runtime.errors import MaskDepthError
 
 from .config import TrainConfig
 from .data.manifest import manifest_hash
-from .data.sources import Source
+from .data.sources import Source, open_source
 from .data.split import split_indices
 
 
 def open_data(spec: str, *, size: int, binarize: bool, skip_bad: bool, synth: dict | None):
-    """``"synth"`` (rendered on the fly at ``size`` from ``synth``'s count, seed and
-    per_background) or a dataset folder in the seed's layout."""
-    if spec == "synth":
-        from .data.synth import SynthSource
-
-        if synth is None:  # a checkpoint trained on a dataset folder, evaluated on --data synth
-            raise MaskDepthError(
-                "--data synth: no synth count, seed and per_background to render with "
-                "(the checkpoint was not trained on synthetic data)"
-            )
-        return SynthSource(size=size, **synth)
-    path = Path(spec)
-    if not path.is_dir():
+    """:func:`~.data.sources.open_source` with a run's record: ``synth`` is its synth count, seed
+    and per_background (None when it was trained on a dataset folder)."""
+    if spec == "synth" and synth is None:  # a folder-trained checkpoint, evaluated on synth
+        raise MaskDepthError(
+            "--data synth: no synth count, seed and per_background to render with "
+            "(the checkpoint was not trained on synthetic data)"
+        )
+    if spec != "synth" and not Path(spec).is_dir():
         raise MaskDepthError(f"--data {spec}: no such dataset folder (or pass 'synth')")
-    from .data.seed_layout import SeedLayoutSource
-
-    return SeedLayoutSource(path, binarize_mask=binarize, skip_bad=skip_bad)
+    return open_source(spec, binarize_mask=binarize, skip_bad=skip_bad, size=size, **(synth or {}))
 
 
 def synth_options(config: TrainConfig) -> dict | None:

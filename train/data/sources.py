@@ -36,17 +36,19 @@ def open_source(
     *,
     binarize_mask: bool = True,
     skip_bad: bool = False,
-    size: int = 224,
+    size: int | tuple[int, int] = 224,
     count: int = 2000,
     seed: int = 0,
+    per_background: int = 20,
 ) -> Source:
-    """``"synth"`` gives on-the-fly synthetic scenes (``size``, ``count``, ``seed``); a path gives
-    the dataset in the seed's layout there, from folders or zips (``skip_bad`` leaves out scenes
-    whose mask, depth or background is missing)."""
+    """The one way to open data: ``"synth"`` gives on-the-fly synthetic scenes (``size``,
+    ``count``, ``seed``, ``per_background``); a path gives the dataset in the seed's layout there,
+    from folders or zips (``skip_bad`` leaves out scenes whose mask, depth or background is
+    missing)."""
     if str(spec) == "synth":
         from .synth import SynthSource
 
-        return SynthSource(count=count, size=size, seed=seed)
+        return SynthSource(count=count, size=size, seed=seed, per_background=per_background)
     path = Path(spec)
     if not path.exists():
         raise MaskDepthError(f"{path}: no such dataset folder (or pass 'synth')")
