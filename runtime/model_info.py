@@ -84,9 +84,10 @@ class ModelInfo:
         height, width = (size, size) if isinstance(size, int) else (int(v) for v in size)
         if min(height, width) < self.stride or height % self.stride or width % self.stride:
             shown = f"{height}" if isinstance(size, int) else f"{height} {width}"
+            below = max(self.stride, height // self.stride * self.stride)
             raise MaskDepthError(
                 f"--size {shown}: each side must be a multiple of {self.stride} for "
-                f"{self.model} to export (e.g. {7 * self.stride})"
+                f"{self.model} to export (e.g. {below} or {below + self.stride})"
             )
         return height, width
 
