@@ -333,11 +333,16 @@ def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path
     assert _parity(exported["onnx-int8"])["float_blocks"] == list(AUTO_EXCLUDE)
 
 
-def test_int8_sensitivity_sweeps_the_blocks_it_is_given(checkpoint, tmp_path):
+def test_int8_sensitivity_sweeps_calibrations_and_blocks_with_latency(checkpoint, tmp_path):
     from maskdepth.benchmarks.scripts import int8_sensitivity
 
-    args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "first,sides"]
+    args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "sides",
+            "--calib-methods", "minmax", "percentile", "--time", "--repeats", "1"]  # fmt: skip
     assert int8_sensitivity.main([*args, "--out", str(tmp_path)]) == 0
-    report = json.loads((tmp_path / "int8_sensitivity.json").read_text())
-    assert [r["float"] for r in report["rows"]] == ["(none: full INT8)", "first", "sides"]
-    assert all(abs(r["d_iou"]) <= 1 and r["max_abs"] > 0 for r in report["rows"])
+    rows = json.loads((tmp_path / "int8_sensitivity.json").read_text())["rows"]
+    blocks = ["(none: full INT8)", "sides"]
+    assert [(r["calibration"], r["float"]) for r in rows] == [
+        (method, block) for method in ("minmax", "percentile") for block in blocks
+    ]
+    assert all(abs(r["d_iou"]) <= 1 and r["max_abs"] > 0 and r["p50_ms"] > 0 for r in rows)
+    assert [r["x_full_int8"] for r in rows][::2] == [1.0, 1.0]  # each against its own full INT8

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ MAX_FILE_LINES, MAX_FUNCTION_LINES = 400, 60
 LONG_FILE_MARK = "# long file:"  # first lines of a file over the limit: "# long file: <why>"
 
 
+@functools.cache
 def _modules() -> dict[str, Path]:
     """Every module of the package by dotted name (the symlinked folders counted once)."""
     found = {}
@@ -62,6 +64,7 @@ def _layer(module: str) -> int:
     return LAYERS.get(parts[1], TOP) if len(parts) > 1 else ROOT_PACKAGE
 
 
+@functools.cache
 def _graph() -> dict[str, set[str]]:
     modules = _modules()
     return {m: _imports(m, p, set(modules)) for m, p in modules.items()}
