@@ -33,7 +33,8 @@ def _tolerance(text: str) -> dict[str, float]:
         return {key.strip(): float(value) for key, value in pairs}
     except ValueError:
         raise argparse.ArgumentTypeError(
-            f"expected a number or KEY=VALUE pairs (max_abs, iou, rmse), got {text!r}"
+            "expected a number or KEY=VALUE pairs (max_abs, mean_abs, iou, rmse; "
+            f"depth.max_abs for one output), got {text!r}"
         ) from None
 
 
@@ -112,7 +113,9 @@ class ExportOptions:
         MIN_PARITY_SAMPLES, type=positive, help="held-out samples in the parity check"
     )
     tolerance: dict | None = option(  # e.g. {"iou": 0.02}; {"*": x} sets every bound
-        None, type=_tolerance, help="override the parity bounds: 0.01, or iou=0.01,rmse=0.004"
+        None,
+        type=_tolerance,
+        help="override the parity bounds: 0.01, or iou=0.01,rmse=0.004,depth.max_abs=1e-3",
     )
     use_ema: bool = option(
         True,
