@@ -140,7 +140,7 @@ def _train(paths: _Paths, plan: DemoPlan, size: int, budget_minutes: float, fact
         raise MaskDepthError(f"no time left to train ({budget_minutes:.1f} min); raise --minutes")
     config = TrainConfig(
         data=str(paths.data),
-        size=size,
+        sizes=[size],
         out=str(paths.run),
         max_minutes=budget_minutes,
         val_every=plan.val_every,

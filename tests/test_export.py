@@ -176,7 +176,7 @@ def folder_run(tmp_path_factory):
     data = root / "data"
     synthesize(data, 40, size=32, per_background=10, workers=1, progress=False)
     config = TrainConfig(
-        data=str(data), size=32, epochs=1, batch=8, out=str(root / "run"), threads=2,
+        data=str(data), sizes=[32], epochs=1, batch=8, out=str(root / "run"), threads=2,
         workers=0, samples=0, progress=False, val_fraction=0.25,
     )  # fmt: skip
     train(config)
@@ -208,11 +208,10 @@ def test_export_keeps_the_data_facts_when_the_training_folder_is_gone(folder_run
         assert info.depth_scale_m == 20.0  # the manifest's scale, through the checkpoint
         assert info.preprocessing.mean == tuple(stats["bg"]["mean"] + stats["scene"]["mean"])
         assert info.preprocessing.std == tuple(stats["bg"]["std"] + stats["scene"]["std"])
-        old = tmp_path / "old.pt"  # the same checkpoint as written before model configs
+        old = tmp_path / "old.pt"  # the same checkpoint as written before model configs: refused
         save_checkpoint(old, {k: v for k, v in load_checkpoint(best).items() if k != "config"})
-        with pytest.warns(UserWarning, match="before model configs.* not here"):
-            assert main(["export", str(old), "--out", str(tmp_path / "old.onnx"), *FAST]) == 0
-        assert read_onnx_info(tmp_path / "old.onnx").depth_scale_m is None
+        assert main(["export", str(old), "--out", str(tmp_path / "old.onnx"), *FAST]) == 2
+        assert not (tmp_path / "old.onnx").exists()
     finally:
         moved.rename(data)
 

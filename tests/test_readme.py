@@ -54,9 +54,9 @@ def test_train_score_export_example_runs(tmp_path, monkeypatch):
     write_image(tmp_path / "scene.jpg", sample.scene)
     monkeypatch.chdir(tmp_path)
     example = _python_blocks()[1]
-    tiny = "size=32, epochs=1, batch=4, workers=0, samples=2, progress=False"
-    assert "size=96, max_minutes=30" in example and 'format="onnx-int8"' in example
-    example = example.replace("size=96, max_minutes=30", tiny)
+    tiny = "sizes=[32], epochs=1, batch=4, workers=0, samples=2, progress=False"
+    assert "sizes=[96], max_minutes=30" in example and 'format="onnx-int8"' in example
+    example = example.replace("sizes=[96], max_minutes=30", tiny)
     example = example.replace('format="onnx-int8"', 'format="onnx-int8", calib_count=8')
     scope: dict = {}
     exec(example, scope)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -67,11 +68,11 @@ def train_stages(
 ) -> dict:
     """Train ``config`` (one stage per size of ``config.sizes``); returns the last stage's
     result with every stage's under ``"stages"``. ``last_share``: see :func:`split_budget`."""
-    sizes = config.sizes or [config.size]
+    sizes = config.sizes
     # The run's size is the one exported (the last stage's); earlier stages may be any size.
     default_config(config.model).check_size(sizes[-1])
     if len(sizes) == 1:
-        return train(replace(config, size=sizes[0], sizes=None), source)
+        return train(config, source)
     out = Path(config.out)
     if not config.resume and (out / "last.pt").exists():
         raise MaskDepthError(
@@ -88,8 +89,7 @@ def train_stages(
         folder = stage_folder(out, index, size)
         stage = replace(
             config,
-            size=size,
-            sizes=None,
+            sizes=(size,),
             out=str(folder),
             max_minutes=stage_budget(total, spent, index, shares) if total and shares else None,
             init=previous,
@@ -109,7 +109,7 @@ def train_stages(
     return _finish(out, results, sizes)
 
 
-def _finish(out: Path, results: list[dict], sizes: list[int]) -> dict:
+def _finish(out: Path, results: list[dict], sizes: Sequence[int]) -> dict:
     """Copy the last stage's checkpoints to ``out`` and write ``stages.json``."""
     last = stage_folder(out, len(sizes) - 1, sizes[-1])
     for name in ("best.pt", "last.pt") if from_environment().main else ():

@@ -62,7 +62,7 @@ def check_resume(ckpt: dict, config: TrainConfig, record: dict, job: Dist) -> No
     """--resume continues the same run: the options that shape it and the data must match."""
     saved = TrainConfig.from_dict(ckpt["train"])
     diffs = [
-        f"--{name.replace('_', '-')} {getattr(saved, name)} (now {getattr(config, name)})"
+        f"{_flag(name)} {_shown(getattr(saved, name))} (now {_shown(getattr(config, name))})"
         for name in TRAJECTORY
         if getattr(saved, name) != getattr(config, name)
     ]
@@ -78,6 +78,15 @@ def check_resume(ckpt: dict, config: TrainConfig, record: dict, job: Dist) -> No
             f"--resume: {config.out}/last.pt was trained with {'; '.join(diffs)}; "
             "pass the same options or choose another --out"
         )
+
+
+def _flag(name: str) -> str:
+    return "--size" if name == "sizes" else f"--{name.replace('_', '-')}"
+
+
+def _shown(value: object) -> str:
+    """A value as its option is typed: ``(64, 96)`` as ``64,96``."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def build_model(config: TrainConfig, job: Dist, device: torch.device) -> nn.Module:
@@ -182,7 +191,6 @@ class TrainState:
         return {
             "model": model_record(self.model),
             "config": model_config.to_dict(),
-            "preprocessing": model_config.preprocessing.to_dict(),
             "state_dict": self.model.state_dict(),
             "ema_state_dict": None if ema is None else ema.state_dict(),
             "epoch": self.epoch,

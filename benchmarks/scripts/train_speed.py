@@ -74,7 +74,7 @@ def loop_speed(data: str, size: int, seconds: float, options: dict, out: Path) -
 
     run = out / f"loop-{size}-{'-'.join(f'{k}{v}' for k, v in options.items())}"
     config = TrainConfig(
-        data=data, size=size, out=str(run), max_minutes=seconds / 60, progress=False, **options
+        data=data, sizes=[size], out=str(run), max_minutes=seconds / 60, progress=False, **options
     )
     result = train(config)
     plan = load_checkpoint(run / "last.pt")["plan"]
