@@ -17,8 +17,8 @@ from pathlib import Path
 from maskdepth.benchmarks.bench_report import jsonable, plot, to_markdown
 from maskdepth.benchmarks.bench_rows import Context, Row, add_floors, model_rows, reference_rows
 from maskdepth.benchmarks.measure import machine
+from maskdepth.options import device_option, option, positive
 from maskdepth.runtime.image import write_bytes_atomic
-from maskdepth.runtime.options import device_option, option, positive
 from maskdepth.runtime.predictor import BACKENDS
 
 __all__ = ["BenchOptions", "bench", "to_markdown"]

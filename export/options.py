@@ -8,9 +8,9 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskdepth.options import device_option, option, positive
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import PRECISIONS
-from maskdepth.runtime.options import device_option, option, positive
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
 PRECISION_OF = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}

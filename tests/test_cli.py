@@ -211,9 +211,9 @@ def test_every_subcommand_reads_its_defaults_from_its_options_dataclass():
     dataclass's own defaults (required options and positionals given)."""
     from maskdepth.benchmarks.bench import BenchOptions
     from maskdepth.cli import build_parser
+    from maskdepth.commands.predict import PredictOptions
     from maskdepth.export.options import ExportOptions
-    from maskdepth.runtime.options import options_from
-    from maskdepth.runtime.predict_cli import PredictOptions
+    from maskdepth.options import options_from
 
     parser = build_parser()
     cases = [
@@ -231,7 +231,7 @@ def test_every_subcommand_reads_its_defaults_from_its_options_dataclass():
 
 def test_parsed_values_become_the_fields_types():
     from maskdepth.cli import build_parser
-    from maskdepth.runtime.options import options_from
+    from maskdepth.options import options_from
 
     argv = ["export", "m.pt", "--out", "m.onnx", "--size", "64", "96", "--raw-weights"]
     args = build_parser().parse_args([*argv, "--compute-capability", "8.6", "8.9"])

@@ -11,8 +11,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
+from maskdepth.options import add_options, device_option, option, options_from
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.options import add_options, device_option, option, options_from
 from maskdepth.runtime.runners.cuda import DEVICES
 
 from .data.split import SPLIT_BY

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskdepth.runtime.options import nested, option, positional, positive
+from maskdepth.options import nested, option, positional, positive
 from maskdepth.train.data.depth import DEPTH_OUTPUTS
 
 from . import Command

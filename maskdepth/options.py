@@ -7,8 +7,12 @@ dataclass back from the parsed namespace. A field declared with :func:`nested` h
 options dataclass whose fields are added in its place (``maskdepth export``: the checkpoint and
 the output, then :class:`maskdepth.export.options.ExportOptions`).
 
-Here in the runtime (no torch, argparse only) because every layer declares its options with it:
-``maskdepth predict``'s here, ``TrainConfig`` for ``python -m maskdepth.train`` in train.
+Command-line code, so not in :mod:`maskdepth.runtime` (which holds what an application
+imports); still below train (argparse only, no torch) because every layer above the runtime
+declares its options with it: ``TrainConfig`` for ``python -m maskdepth.train`` in train,
+``ExportOptions`` in export, bench and demo in benchmarks, the commands in
+:mod:`maskdepth.commands`. ``tests/test_structure.py`` gives it its own layer between runtime
+and train.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from .runners.cuda import DEVICES
+from maskdepth.runtime.runners.cuda import DEVICES
 
 _KEY = "maskdepth.option"
 
