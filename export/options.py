@@ -39,7 +39,7 @@ def _tolerance(text: str) -> dict[str, float]:
 
 
 # The network's blocks by node-name prefix in the exported graph: the unit of --int8-exclude and
-# of the sensitivity sweep (benchmarks/int8_sensitivity.py). Both decoders share a block.
+# of the sensitivity sweep (benchmarks/scripts/int8_sensitivity.py). Both decoders share a block.
 BLOCKS: dict[str, tuple[str, ...]] = {
     "first": ("/model/encoder/stages.0/project/",),
     **{f"encoder.{i}": (f"/model/encoder/stages.{i}/",) for i in range(6)},

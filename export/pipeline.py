@@ -150,12 +150,12 @@ def gate_onnx(
 
 
 # The default INT8 file is for TensorRT (where it pays); said on every such export, since the
-# CPU is where a user tries it first. Figures: benchmarks/runtime_latency.py, 224 px, batch 1,
-# 2 cores, AMD EPYC (README, Export).
+# CPU is where a user tries it first. No figures here: they are measured per machine by
+# benchmarks/scripts/runtime_latency.py and `maskdepth bench` (README, Export, has this one's).
 INT8_FOR_TENSORRT_NOTE = (
     "note: this INT8 file is for TensorRT (Q/DQ pairs around each convolution); onnxruntime on "
-    "the CPU runs it about as fast as fp32 (0.92x measured). For the CPU, export with "
-    "--int8-target cpu (0.44x fp32)."
+    "the CPU runs it hardly faster than fp32. For the CPU, export with --int8-target cpu "
+    "(`maskdepth bench` measures both here)."
 )
 
 

@@ -5,7 +5,7 @@
   any machine, even without a GPU, for chosen compute capabilities, and compiles the kernels just
   in time when the plan is loaded.
 
-Precision lives in the ONNX graph (DESIGN.md section 2): the network is strongly typed and the
+Precision lives in the ONNX graph: the network is strongly typed and the
 builder compiles the fp32, fp16 or INT8 QDQ graph it is given. The one exception: tensorrt 10.x
 may build an fp32 graph with the (deprecated) FP16 builder flag when asked for fp16.
 

@@ -14,7 +14,7 @@ def _params(model: torch.nn.Module) -> int:
 def test_seed_network_has_exactly_the_seeds_parameter_count():
     model = create_model("u2netp-md")
     assert _params(model) == 1_769_306
-    assert _params(model.encoder) == 496_512  # DESIGN.md: the shared U2-Net-small encoder
+    assert _params(model.encoder) == 496_512  # the shared U2-Net-small encoder
     assert [_params(d) for d in model.decoders] == [636_397, 636_397]  # one per task
 
 
