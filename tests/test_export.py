@@ -74,7 +74,7 @@ def test_fp32_file_describes_itself_and_matches_pytorch(exported, checkpoint):
     ckpt = load_checkpoint(checkpoint)
     assert (info.model, info.precision, info.size) == ("u2netp-md", "fp32", (32, 32))
     assert info.depth_scale_m == 20.0 and info.manifest_hash == ckpt["data"]["manifest_hash"]
-    assert info.preprocessing.mean == tuple(ckpt["preprocessing"]["mean"])
+    assert info.preprocessing == checkpoint_config(ckpt).preprocessing
     assert info.dynamic == ("batch",)
     session, out = _run(path, batch=3)
     assert [i.name for i in session.get_inputs()] == ["bg", "scene"]
