@@ -107,7 +107,7 @@ def test_engine_and_sidecar(rtx, engines, onnx_files, precision):
     source = onnx_files["int8-tensorrt" if precision == "int8" else precision]
     assert sidecar["onnx"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert sidecar["plan"] == {"sha256": hashlib.sha256(plan).hexdigest(), "bytes": len(plan)}
-    assert sidecar["precision"] == precision
+    assert "precision" not in sidecar  # once, in the model config
     assert engine_info(engine) == INFO.with_precision(precision)  # all the ONNX metadata
 
 
@@ -258,6 +258,30 @@ def test_sidecar_round_trip(tmp_path):
     check_sidecar(sidecar, "1.7.1.116", None, engine_path=engine)  # no GPU: not compared
 
 
+def test_sidecar_holds_the_precision_once(tmp_path):
+    engine, sidecar = _sidecar(tmp_path)
+    assert "precision" not in sidecar and sidecar["model"]["precision"] == "fp16"
+    int8 = dict(sidecar, model=INFO.with_precision("int8").to_dict())
+    assert engine_info(engine).precision == "fp16"
+    with pytest.raises(MaskDepthError) as caught:  # the rebuild reads what the runtime reads
+        check_sidecar(int8, "1.8.0.1", None, engine_path=engine)
+    assert _parsed_rebuild(str(caught.value)).options.precision == "int8"
+
+
+def _parsed_rebuild(message: str):
+    """The export options of the "rebuild with:" command in ``message``, parsed by the real
+    ``maskdepth export`` parser (what a user who pastes it gets)."""
+    import shlex
+
+    from maskdepth.cli import build_parser
+    from maskdepth.runtime.options import options_from
+
+    words = shlex.split(message.split("rebuild with: ", 1)[1])
+    assert words[:2] == ["maskdepth", "export"]
+    args = build_parser().parse_args(words[1:])
+    return options_from(args.handler.options, args)
+
+
 def test_sidecar_mismatch_says_how_to_rebuild(tmp_path):
     engine, sidecar = _sidecar(tmp_path)
     with pytest.raises(MaskDepthError) as caught:
@@ -265,12 +289,17 @@ def test_sidecar_mismatch_says_how_to_rebuild(tmp_path):
     message = str(caught.value)
     assert "built with tensorrt_rtx 1.7.1.116, this is tensorrt_rtx 1.8.0.1" in message
     assert "built for compute capabilities 8.6, 8.9 and this GPU RTX 2080 is 7.5" in message
-    assert message.endswith(
-        f"rebuild with: maskdepth export 'runs/a b/best.pt' --format engine --from "
-        f"{tmp_path / 'm.onnx'} --precision fp16 --size 64 64 --max-batch 8 "
-        f"--compute-capability 8.6 --compute-capability 8.9 --compute-capability 7.5 "
-        f"--out {engine}"
+    command = _parsed_rebuild(message)
+    assert (str(command.checkpoint), command.out) == ("runs/a b/best.pt", engine)
+    options = command.options
+    assert (options.format, options.from_onnx, options.precision) == (
+        "engine",
+        tmp_path / "m.onnx",
+        "fp16",
     )
+    assert (options.size, options.max_batch, options.dynamic) == ((64, 64), 8, False)
+    # every target the plan had, and this GPU's: argparse keeps only the last of repeated flags
+    assert options.compute_capabilities == ("8.6", "8.9", "7.5")
     with pytest.raises(MaskDepthError, match="which is not installed .pip install tensorrt-rtx"):
         check_sidecar(sidecar, None, None, engine_path=engine)
 

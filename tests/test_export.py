@@ -297,7 +297,7 @@ def test_engine_export_builds_plan_sidecar_and_its_onnx(checkpoint, tmp_path, ca
     onnx_path = tmp_path / "model.fp16.onnx"  # the graph it compiled, gated like any export
     assert path.stat().st_size > 1e6 and onnx_path.is_file() and _parity(onnx_path)["passed"]
     sidecar = read_sidecar(path)
-    assert sidecar["flavour"] == "tensorrt_rtx" and sidecar["precision"] == "fp16"
+    assert sidecar["flavour"] == "tensorrt_rtx" and sidecar["model"]["precision"] == "fp16"
     assert sidecar["target"]["compute_capabilities"] == ["8.6"]
     from maskdepth.runtime.runners.cuda import gpu_info
 
