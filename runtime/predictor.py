@@ -34,6 +34,7 @@ from .errors import MaskDepthError
 from .image import as_rgb, decode_image, read_image
 from .model_info import INPUT_NAMES, OUTPUT_NAMES, ModelInfo
 from .preprocess import Preprocessing, prepare_background, prepare_scene, resize_map
+from .runners.base import batch_limits
 from .visualize import depth_colormap, mask_overlay
 
 ImageInput = np.ndarray | str | os.PathLike | bytes
@@ -171,7 +172,7 @@ class Predictor:
             raise MaskDepthError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         self.backend = backend
         self._runner, self.info = open_runner(self.path, backend, device, threads)
-        self._min_batch, self._max_batch = _batch_limits(self._runner)
+        self._min_batch, self._max_batch = batch_limits(self._runner)
         self._background: _Background | None = None
 
     # -------------------------------------------------------------- what runs
@@ -380,15 +381,3 @@ def _check_io(runner, path: Path) -> None:
         raise MaskDepthError(
             f"{path}: inputs {list(names)}, expected {list(INPUT_NAMES)} (a maskdepth export)"
         )
-
-
-def _batch_limits(runner) -> tuple[int | None, int | None]:
-    """(smallest, largest) batch the model takes: a fixed batch dimension of an ONNX model,
-    an engine's optimisation profile; None where it is free."""
-    profile = (getattr(runner, "sidecar", None) or {}).get("profile", {}).get("scene")
-    if profile:
-        return int(profile["min"][0]), int(profile["max"][0])
-    shape = runner.input_metadata.get("scene", (None, ()))[1]
-    batch = shape[0] if shape else None
-    fixed = batch if isinstance(batch, int) and batch > 0 else None
-    return fixed, fixed
