@@ -22,7 +22,7 @@ from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
 from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 
 from .engine import export_engine
-from .gate import ExportResult, Reference, failed_name, gate
+from .gate import ExportResult, Reference, failed_name, gate, pending
 from .onnx_fp32 import check_opset, export_graph, save_model
 from .options import AUTO_EXCLUDE, FORMATS, MIN_PARITY_SAMPLES, ExportOptions
 from .parity import reference_runner
@@ -102,12 +102,9 @@ def export_onnx(
         start = time.perf_counter()
         graph = convert(graph, info, precision, options, calibration)
         seconds[f"convert_{precision}"] = time.perf_counter() - start
-    pending = out.with_name(f".{out.name}.pending")
-    try:
-        save_model(graph, pending)
-        return gate_onnx(pending, out, options, reference, seconds)
-    finally:
-        pending.unlink(missing_ok=True)
+    with pending(out) as path:
+        save_model(graph, path)
+        return gate_onnx(path, out, options, reference, seconds)
 
 
 def convert(
@@ -133,16 +130,16 @@ def convert(
 
 
 def gate_onnx(
-    pending: Path, out: Path, options: ExportOptions, reference: Reference, seconds: dict
+    candidate: Path, out: Path, options: ExportOptions, reference: Reference, seconds: dict
 ) -> ExportResult:
-    """Gate ``pending`` through onnxruntime (see :func:`gate.gate`)."""
+    """Gate ``candidate`` through onnxruntime (see :func:`gate.gate`)."""
     from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
 
     precision = options.precision_of_graph
     target = options.int8_target if precision == "int8" else None
-    runner = OnnxRuntimeRunner(pending, device=options.device)
+    runner = OnnxRuntimeRunner(candidate, device=options.device)
     result = gate(
-        pending, out, runner, reference, precision, options, seconds,
+        candidate, out, runner, reference, precision, options, seconds,
         int8_target=target, **_float_blocks(precision, options),
     )  # fmt: skip
     result.note = INT8_FOR_TENSORRT_NOTE if target == "tensorrt" else ""

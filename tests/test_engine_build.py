@@ -224,6 +224,33 @@ def test_compute_capabilities_and_profiles():
         Profile.for_export((64, 64), dynamic=False, max_batch=0)
 
 
+def test_a_crashed_gate_leaves_no_engine_at_the_final_name(rtx, onnx_files, tmp_path):
+    """The plan is built under a pending name and named only by the gate. The builder is told
+    a GPU is here (the injected fact); the gate's runner then finds none and fails: nothing
+    stays at the final name, nor under the pending one."""
+    from dataclasses import replace
+
+    from maskdepth.export.engine import export_engine
+    from maskdepth.export.gate import Reference
+    from maskdepth.export.options import ExportOptions
+    from maskdepth.export.parity import reference_runner
+    from maskdepth.export.samples import held_out_samples
+    from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
+    from maskdepth.train.models import create_model
+
+    if gpu_info(0) is not None:
+        pytest.skip("a CUDA GPU is here: the gate would run")
+    samples = held_out_samples({}, INFO.preprocessing, 2)
+    reference = Reference(samples, reference_runner(create_model("u2netp-lite").eval(), samples))
+    flavour = replace(rtx, gpu=GpuInfo(0, "NVIDIA RTX A6000", "8.6"))
+    options = ExportOptions(format="engine", max_batch=2, compute_capabilities=("8.6",))
+    out = tmp_path / "out" / "model.engine"
+    out.parent.mkdir()
+    with pytest.raises(MaskDepthError, match="no GPU 0 here"):
+        export_engine(onnx_files["fp32"], out, options, flavour, reference, {}, None)
+    assert list(out.parent.iterdir()) == []
+
+
 # sidecar (no TensorRT needed)
 
 
