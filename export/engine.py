@@ -14,7 +14,14 @@ from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
 from .gate import ExportResult, Reference, gate, move, pending
 from .options import ExportOptions
 from .parity import write_report
-from .tensorrt_build import BuildSettings, Flavour, Profile, build_engine, load_flavour
+from .tensorrt_build import (
+    BuildSettings,
+    Flavour,
+    Profile,
+    build_engine,
+    load_flavour,
+    plan_precision,
+)
 
 
 def export_engine(
@@ -47,6 +54,15 @@ def export_engine(
         runner = TensorRTRunner(candidate, device=flavour.gpu.index)
         precision = engine_info(candidate).precision  # the plan's (tensorrt 10.x: FP16 flag)
         return gate(candidate, out, runner, reference, precision, options, seconds)
+
+
+def check_engine_request(options: ExportOptions, flavour: Flavour) -> None:
+    """Refuse in one line, before any slow work, a ``--precision`` that the ``--from`` file's
+    plan cannot have with this flavour (TensorRT-RTX compiles the precision the graph holds;
+    tensorrt 10.x also makes fp16 from fp32 with its FP16 flag)."""
+    if options.from_onnx is not None:
+        source = Path(options.from_onnx)
+        plan_precision(read_onnx_info(source).precision, options.precision, flavour, source)
 
 
 def profile_for(info: ModelInfo, options: ExportOptions) -> Profile:

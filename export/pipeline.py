@@ -21,7 +21,7 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
 from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 
-from .engine import export_engine
+from .engine import check_engine_request, export_engine
 from .gate import ExportResult, Reference, failed_name, gate, pending
 from .onnx_fp32 import check_opset, export_graph, save_model
 from .options import AUTO_EXCLUDE, FORMATS, MIN_PARITY_SAMPLES, ExportOptions
@@ -41,6 +41,7 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
         from .tensorrt_build import load_flavour
 
         flavour = load_flavour()  # no TensorRT (or no GPU for it): one line, before any work
+        check_engine_request(options, flavour)
     ckpt = load_checkpoint(checkpoint)
     model, _ = model_from_checkpoint(ckpt, use_ema=options.use_ema)
     info = model_info(ckpt, options)

@@ -307,6 +307,26 @@ def test_engine_export_builds_plan_sidecar_and_its_onnx(checkpoint, tmp_path, ca
         assert _parity(path)["passed"]
 
 
+def test_engine_from_a_file_builds_the_precision_asked_for_or_refuses(
+    exported, checkpoint, tmp_path, capsys
+):
+    """--from FILE --precision P: TensorRT-RTX compiles the precision the graph holds, so an
+    fp32 file asked for fp16 is refused in one line before any work (it built fp32 before)."""
+    pytest.importorskip("tensorrt_rtx")
+    from maskdepth.runtime.engine_sidecar import read_sidecar
+
+    path = tmp_path / "model.engine"
+    args = ["export", str(checkpoint), "--format", "engine", "--out", str(path),
+            "--compute-capability", "8.6", "--max-batch", "2", *FAST]  # fmt: skip
+    assert main([*args, "--from", str(exported["onnx"]), "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "--precision fp16: " in err and "holds an fp32 graph" in err
+    assert "--format onnx-fp16" in err and not list(tmp_path.iterdir())
+    assert main([*args, "--from", str(exported["onnx-fp16"]), "--precision", "fp16"]) == 0
+    assert read_sidecar(path)["model"]["precision"] == "fp16"
+
+
 def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path):
     from maskdepth.export.onnx_int8 import excluded_nodes
     from maskdepth.export.options import AUTO_EXCLUDE, BLOCKS, parse_exclude
