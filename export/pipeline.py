@@ -19,6 +19,7 @@ from torch import nn
 from maskdepth import __version__
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
+from maskdepth.runtime.runners.cuda import parse_device
 from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 
 from .engine import check_engine_request, export_engine
@@ -40,7 +41,8 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
     if options.format == "engine":
         from .tensorrt_build import load_flavour
 
-        flavour = load_flavour()  # no TensorRT (or no GPU for it): one line, before any work
+        # no TensorRT (or no GPU for it): one line, before any work
+        flavour = load_flavour(device=parse_device(options.device)[1])
         check_engine_request(options, flavour)
     ckpt = load_checkpoint(checkpoint)
     model, _ = model_from_checkpoint(ckpt, use_ema=options.use_ema)
@@ -138,7 +140,7 @@ def gate_onnx(
 
     precision = options.precision_of_graph
     target = options.int8_target if precision == "int8" else None
-    runner = OnnxRuntimeRunner(candidate, device=options.device)
+    runner = OnnxRuntimeRunner(candidate, device=options.device, tf32=False)  # fp32 is fp32
     result = gate(
         candidate, out, runner, reference, precision, options, seconds,
         int8_target=target, **_float_blocks(precision, options),
@@ -163,7 +165,7 @@ def _checks_parity_here(options: ExportOptions) -> bool:
         return True
     from maskdepth.runtime.runners.cuda import gpu_info
 
-    return gpu_info() is not None
+    return gpu_info(parse_device(options.device)[1]) is not None
 
 
 def _float_blocks(precision: str, options: ExportOptions) -> dict:

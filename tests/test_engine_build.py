@@ -426,6 +426,24 @@ def test_runner_checks_before_deserialising(engines, tmp_path):
         TensorRTRunner(engine)
 
 
+def test_gpu_n_is_the_gpu_the_runner_and_the_builder_use(rtx, engines, onnx_files, tmp_path):
+    """cuda:N reaches the engine runner (GPU 1: none here) and the tensorrt builder, which
+    makes GPU N current before building (the injected fact: a GPU 1; here CUDA refuses it)."""
+    from maskdepth.export.tensorrt_build import BuildSettings, Flavour, Profile, build_engine
+    from maskdepth.runtime import Predictor
+    from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
+
+    if gpu_info(1) is not None:
+        pytest.skip("this machine has a GPU 1")
+    with pytest.raises(MaskDepthError, match="there is no GPU 1 here"):
+        Predictor(engines["fp16"], device="cuda:1")
+    flavour = Flavour("tensorrt", rtx.trt, GpuInfo(1, "NVIDIA A100", "8.0"))  # RTX's API
+    with pytest.raises((MaskDepthError, MissingDependencyError), match="GPU 1|cuda-python"):
+        build_engine(onnx_files["fp32"], tmp_path / "m.engine",
+                     BuildSettings(flavour, Profile(SIZE), progress=False))  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
 # on a CUDA GPU
 
 MAX_ABS = {"fp32": 5e-3, "fp16": 3e-2, "int8": 8e-2}  # TF32 / fp16 / int8 kernels vs the CPU
