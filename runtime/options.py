@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import MaskDepthError
-from .runners.cuda import DEVICE_METAVAR, DEVICES, parse_device
+from .runners.cuda import DEVICE_METAVAR, EXPECTED_DEVICE, parse_device
 
 _KEY = "maskdepth.option"
 
@@ -76,9 +76,7 @@ def device_choice(text: str) -> str:
     try:
         parse_device(text)
     except MaskDepthError:
-        raise argparse.ArgumentTypeError(
-            f"expected one of {', '.join(DEVICES)} or cuda:N, got {text!r}"
-        ) from None
+        raise argparse.ArgumentTypeError(f"{EXPECTED_DEVICE}, got {text!r}") from None
     return text
 
 

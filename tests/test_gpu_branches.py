@@ -60,8 +60,10 @@ def test_cuda_n_is_a_device_everywhere_one_is_taken():
     with pytest.raises(MaskDepthError, match="--device cuda:1: no CUDA GPU 1 here"):
         check_device("cuda:1", gpu=None)
     for bad in ("cuda:", "cuda:x", "gpu:1", "cuda:-1"):
-        with pytest.raises(MaskDepthError, match=f"--device {bad}: expected one of"):
+        with pytest.raises(MaskDepthError, match=f"device '{bad}': expected one of"):
             parse_device(bad)
+        with pytest.raises(MaskDepthError, match=f"--device {bad}: expected one of"):
+            check_device(bad)
     for argv in (COMMANDS["export"], COMMANDS["predict"], COMMANDS["bench"], COMMANDS["eval"]):
         args = build_parser().parse_args([*argv, "--device", "cuda:1"])
         assert options_from(args.handler.options, args) is not None

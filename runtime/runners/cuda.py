@@ -18,6 +18,7 @@ from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 
 DEVICES = ("auto", "cpu", "cuda")  # what every --device accepts, and cuda:N for GPU N
 DEVICE_METAVAR = "auto|cpu|cuda[:N]"
+EXPECTED_DEVICE = f"expected one of {', '.join(DEVICES)} or cuda:N"
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
 
 
@@ -55,7 +56,7 @@ def parse_device(choice: str) -> tuple[str, int]:
         return kind, 0
     if kind == "cuda" and index.isdigit():
         return kind, int(index)
-    raise MaskDepthError(f"--device {choice}: expected one of {', '.join(DEVICES)} or cuda:N")
+    raise MaskDepthError(f"device {choice!r}: {EXPECTED_DEVICE}")
 
 
 def check_device(choice: str, gpu: GpuInfo | None | Literal["probe"] = "probe") -> None:
@@ -63,7 +64,10 @@ def check_device(choice: str, gpu: GpuInfo | None | Literal["probe"] = "probe") 
     without that CUDA GPU (``gpu``: the GPU to go by, by default the one found here). Whether a
     library can use the GPU (torch's CUDA build, onnxruntime's CUDA provider) is checked where
     it is used."""
-    kind, index = parse_device(choice)
+    try:
+        kind, index = parse_device(choice)
+    except MaskDepthError:
+        raise MaskDepthError(f"--device {choice}: {EXPECTED_DEVICE}") from None
     if kind == "cuda" and (gpu_info(index) if gpu == "probe" else gpu) is None:
         which = "no CUDA GPU on this machine" if index == 0 else f"no CUDA GPU {index} here"
         raise MaskDepthError(
