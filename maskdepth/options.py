@@ -22,7 +22,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from maskdepth.runtime.runners.cuda import DEVICES
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.runners.cuda import DEVICE_METAVAR, EXPECTED_DEVICE, parse_device
 
 _KEY = "maskdepth.option"
 
@@ -70,8 +71,17 @@ def nested(options: type) -> Any:
 
 
 def device_option(default: str = "auto", help: str | None = None) -> Any:
-    """``--device auto|cpu|cuda``: every command's device choice."""
-    return option(default, choices=DEVICES, help=help)
+    """``--device auto|cpu|cuda[:N]``: every command's device choice (N: the GPU's index)."""
+    return option(default, type=device_choice, metavar=DEVICE_METAVAR, help=help)
+
+
+def device_choice(text: str) -> str:
+    """argparse type of every ``--device``: auto, cpu, cuda or cuda:N, kept as given."""
+    try:
+        parse_device(text)
+    except MaskDepthError:
+        raise argparse.ArgumentTypeError(f"{EXPECTED_DEVICE}, got {text!r}") from None
+    return text
 
 
 def positive(text: str) -> int:

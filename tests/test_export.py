@@ -296,7 +296,7 @@ def test_engine_export_builds_plan_sidecar_and_its_onnx(checkpoint, tmp_path, ca
     onnx_path = tmp_path / "model.fp16.onnx"  # the graph it compiled, gated like any export
     assert path.stat().st_size > 1e6 and onnx_path.is_file() and _parity(onnx_path)["passed"]
     sidecar = read_sidecar(path)
-    assert sidecar["flavour"] == "tensorrt_rtx" and sidecar["precision"] == "fp16"
+    assert sidecar["flavour"] == "tensorrt_rtx" and sidecar["model"]["precision"] == "fp16"
     assert sidecar["target"]["compute_capabilities"] == ["8.6"]
     from maskdepth.runtime.runners.cuda import gpu_info
 
@@ -304,6 +304,26 @@ def test_engine_export_builds_plan_sidecar_and_its_onnx(checkpoint, tmp_path, ca
         assert "parity not checked" in printed and _parity(path)["passed"] is None
     else:
         assert _parity(path)["passed"]
+
+
+def test_engine_from_a_file_builds_the_precision_asked_for_or_refuses(
+    exported, checkpoint, tmp_path, capsys
+):
+    """--from FILE --precision P: TensorRT-RTX compiles the precision the graph holds, so an
+    fp32 file asked for fp16 is refused in one line before any work (it built fp32 before)."""
+    pytest.importorskip("tensorrt_rtx")
+    from maskdepth.runtime.engine_sidecar import read_sidecar
+
+    path = tmp_path / "model.engine"
+    args = ["export", str(checkpoint), "--format", "engine", "--out", str(path),
+            "--compute-capability", "8.6", "--max-batch", "2", *FAST]  # fmt: skip
+    assert main([*args, "--from", str(exported["onnx"]), "--precision", "fp16"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    assert "--precision fp16: " in err and "holds an fp32 graph" in err
+    assert "--format onnx-fp16" in err and not list(tmp_path.iterdir())
+    assert main([*args, "--from", str(exported["onnx-fp16"]), "--precision", "fp16"]) == 0
+    assert read_sidecar(path)["model"]["precision"] == "fp16"
 
 
 def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path):
