@@ -77,6 +77,13 @@ def all_sum(tensor: torch.Tensor, job: Dist) -> torch.Tensor:
     return tensor
 
 
+def all_min(tensor: torch.Tensor, job: Dist) -> torch.Tensor:
+    """The element-wise minimum of ``tensor`` over ranks, in place; returns it."""
+    if job.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
+    return tensor
+
+
 def barrier(job: Dist) -> None:
     if job.active:
         dist.barrier()
