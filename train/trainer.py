@@ -79,11 +79,8 @@ def train(config: TrainConfig, source: Source | None = None) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device, job)
-    distributed.setup(job, device)
-    try:
+    with distributed.joined(job, device):
         return Run(config, job, device, source).fit()
-    finally:
-        distributed.shutdown()
 
 
 class Run:
@@ -306,6 +303,7 @@ class Run:
         weights = {
             "state_dict": self.state.model.state_dict(),
             "ema_state_dict": None if ema is None else ema.state_dict(),
+            "process_groups_joined": distributed.joins(),
         }
         torch.save(weights, Path(folder) / f"rank{self.job.rank}.pt")
 
