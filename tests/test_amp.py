@@ -4,6 +4,7 @@ the CPU, whose autocast executes the same training code as a GPU's."""
 
 from __future__ import annotations
 
+import argparse
 import math
 
 import pytest
@@ -12,7 +13,7 @@ from test_train import TINY as TRAIN_TINY
 
 from maskdepth.train import state as state_module
 from maskdepth.train.checkpoint import load_checkpoint
-from maskdepth.train.config import TrainConfig
+from maskdepth.train.config import TrainConfig, add_train_arguments, config_from_args
 from maskdepth.train.trainer import amp_dtype, scales_loss, train
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)
@@ -134,3 +135,19 @@ def test_resume_may_turn_fp16_amp_on_or_off(tmp_path, monkeypatch, before, after
     if after:
         assert ckpt["scaler"]["scale"] > 0 and math.isfinite(ckpt["scaler"]["scale"])
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_amp_defaults_to_auto_and_the_flags_force_it():
+    parser = argparse.ArgumentParser()
+    add_train_arguments(parser)
+
+    def amp(*flags: str) -> bool | None:
+        args = parser.parse_args(["--data", "synth", "--out", "run", *flags])
+        return config_from_args(args).amp
+
+    assert (amp(), amp("--amp"), amp("--no-amp")) == (None, True, False)
+    assert amp_dtype(amp(), CPU) is None  # measured slower on the CPU (README, Training)
+    assert amp_dtype(amp(), CUDA, capability=H200) == torch.bfloat16
+    assert amp_dtype(amp(), CUDA, capability=T4) == torch.float16
+    assert amp_dtype(amp("--no-amp"), CUDA, capability=H200) is None
+    assert amp_dtype(amp("--amp"), CPU) == torch.bfloat16

@@ -12,8 +12,9 @@ Two machines (run on each, ``--node_rank`` 0 and 1; HOST is node 0's address)::
 
 ``--batch`` is per process, so the global batch is ``batch x WORLD_SIZE`` and an epoch has
 WORLD_SIZE times fewer steps; the learning rate is not scaled. torchrun sets RANK, WORLD_SIZE and
-LOCAL_RANK; the backend is NCCL on CUDA and gloo on CPU. Rank 0 alone writes files and shows
-the progress bar; validation metrics are summed over all ranks. BatchNorm statistics are per
+LOCAL_RANK; the backend is NCCL on CUDA and gloo on CPU, joined once per command (progressive
+stages included). Rank 0 alone writes files and shows the progress bar; validation metrics are
+summed over all ranks. BatchNorm statistics are per
 rank (``--sync-bn`` makes them global on CUDA; SyncBatchNorm does not run on CPU).
 """
 

@@ -3,9 +3,10 @@
 benchmarks.
 
 Adam with a per-step OneCycle schedule (max ``lr``, starting at ``lr / 10``, peak at half way),
-the seed's recipe; channels_last memory format for model and inputs; mixed precision with
-``--amp`` (:mod:`.device`). Validation, ``best.pt`` and ``samples.png`` use the EMA of the weights
-when ``--ema-decay`` > 0.
+the seed's recipe; channels_last memory format for model and inputs; mixed precision on CUDA
+unless ``--no-amp`` (:mod:`.device`). Validation, ``best.pt`` and ``samples.png`` use the EMA of
+the weights when ``--ema-decay`` > 0. Between validations the loop waits for the device and
+all-reduces only at its checks (the loss and the clock, every ``CHECK_EVERY`` steps).
 
 The loop composes one module per job: :mod:`.run_data` (data and loaders), :mod:`.state` (what a
 checkpoint holds, and ``best``), :mod:`.epoch_stats`, :mod:`.validation` (shared with
