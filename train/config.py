@@ -110,9 +110,9 @@ class TrainConfig:
     amp: bool | None = option(  # None: on for CUDA, off for the CPU (train.device.amp_on)
         None,
         action=argparse.BooleanOptionalAction,
-        help="mixed precision (default: on for CUDA, off for the CPU, where bf16 measured "
-        "slower): bf16 on GPUs of compute capability 8.0 and up and on the CPU, else fp16 "
-        "with loss scaling",
+        help="mixed precision (default: on for CUDA, off for the CPU): bf16 on GPUs of "
+        "compute capability 8.0 and up and on the CPU (fast only with AMX or AVX-512 BF16), "
+        "else fp16 with loss scaling",
     )
     workers: int = option(2, type=int, help="data loader processes")
     seed: int = option(0, type=int, help="weights, sample order and augmentation")

@@ -31,7 +31,8 @@ NATIVE_BF16 = (8, 0)  # Ampere: bf16 tensor cores; Volta (7.0) and Turing (7.5) 
 
 def amp_on(amp: bool | None, device: torch.device) -> bool:
     """``--amp``: True or False as forced (``--amp`` / ``--no-amp``); None ("auto", the
-    default) is on for CUDA, off for the CPU (README, Training: measured there)."""
+    default) is on for CUDA, off for the CPU (README, Training: bf16 there is fast only on some
+    CPUs and its accuracy is not measured yet)."""
     return device.type == "cuda" if amp is None else amp
 
 
