@@ -105,10 +105,12 @@ class TrainConfig:
         0.5, type=float, help="share of the run warming up to --lr"
     )
     device: str = device_option()
-    amp: bool = option(  # CUDA: bf16 where supported, else fp16 + GradScaler; CPU: bf16
-        False,
-        action="store_true",
-        help="mixed precision: CUDA bf16 or fp16; CPU bf16 (slow on CPUs without native bf16)",
+    amp: bool | None = option(  # None: on for CUDA, off for the CPU (train.device.amp_on)
+        None,
+        action=argparse.BooleanOptionalAction,
+        help="mixed precision (default: on for CUDA, off for the CPU): bf16 on GPUs of "
+        "compute capability 8.0 and up and on the CPU (fast only with AMX or AVX-512 BF16), "
+        "else fp16 with loss scaling",
     )
     workers: int = option(2, type=int, help="data loader processes")
     seed: int = option(0, type=int, help="weights, sample order and augmentation")

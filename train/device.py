@@ -26,18 +26,32 @@ def pick_device(choice: str, job: Dist) -> torch.device:
     return torch.device("cpu")
 
 
-def amp_dtype(amp: bool, device: torch.device, bf16: bool | None = None) -> torch.dtype | None:
+NATIVE_BF16 = (8, 0)  # Ampere: bf16 tensor cores; Volta (7.0) and Turing (7.5) only emulate it
+
+
+def amp_on(amp: bool | None, device: torch.device) -> bool:
+    """``--amp``: True or False as forced (``--amp`` / ``--no-amp``); None ("auto", the
+    default) is on for CUDA, off for the CPU (README, Training: bf16 there is fast only on some
+    CPUs and its accuracy is not measured yet)."""
+    return device.type == "cuda" if amp is None else amp
+
+
+def amp_dtype(
+    amp: bool | None, device: torch.device, capability: tuple[int, int] | None = None
+) -> torch.dtype | None:
     """bf16 where the device has it (no loss scaling needed), else fp16 with a GradScaler.
 
-    ``bf16`` says whether a CUDA device has bf16; None asks torch. Other devices autocast in
-    bf16 (the CPU's autocast dtype).
+    ``amp``: see :func:`amp_on`. A CUDA device has bf16 from compute capability 8.0
+    (``capability``; None asks torch): ``torch.cuda.is_bf16_supported()`` also counts the slow
+    emulation of older GPUs, where fp16 with a GradScaler is the fast choice. Other devices
+    autocast in bf16 (the CPU's autocast dtype).
     """
-    if not amp:
+    if not amp_on(amp, device):
         return None
     if device.type == "cuda":
-        if bf16 is None:
-            bf16 = torch.cuda.is_bf16_supported()
-        if not bf16:
+        if capability is None:
+            capability = torch.cuda.get_device_capability(device)
+        if tuple(capability) < NATIVE_BF16:
             return torch.float16
     return torch.bfloat16
 

@@ -24,7 +24,8 @@ from maskdepth.runtime.image import write_bytes_atomic
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data.sources import Source
-from .distributed import from_environment
+from .device import pick_device
+from .distributed import from_environment, joined
 from .models.configs import default_config
 from .trainer import train
 
@@ -82,7 +83,17 @@ def train_stages(
     first = stage_folder(out, 0, sizes[0]) / "last.pt"
     if config.resume and not first.is_file():
         raise MaskDepthError(f"--resume: no {first} to continue; start without --resume")
-    total = config.max_minutes
+    job = from_environment()
+    with joined(job, pick_device(config.device, job)):  # one process group for every stage
+        results = _train_each(config, sizes, source, last_share)
+    return _finish(out, results, sizes)
+
+
+def _train_each(
+    config: TrainConfig, sizes: list[int], source: Source | None, last_share: float
+) -> list[dict]:
+    """Each stage's result, in order: trained, continued, or (``--resume``) finished before."""
+    out, total = Path(config.out), config.max_minutes
     shares = split_budget(total, len(sizes), last_share) if total else None
     previous, results, spent = config.init, [], 0.0
     for index, size in enumerate(sizes):
@@ -106,7 +117,7 @@ def train_stages(
             stage = replace(stage, init=None, resume=True)
         results.append({"size": size, **train(stage, source)})
         previous, spent = str(folder / "best.pt"), spent + results[-1]["seconds"] / 60
-    return _finish(out, results, sizes)
+    return results
 
 
 def _finish(out: Path, results: list[dict], sizes: Sequence[int]) -> dict:

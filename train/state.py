@@ -164,7 +164,7 @@ class TrainState:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update_parameters(self.model)
+            self.ema.update(self.model)
         self.step += 1
         self.epoch_step += 1
 
@@ -206,7 +206,7 @@ class TrainState:
             "metrics": dict(self.metrics),
             "best": dict(self.best),
             "progress": {
-                "ema_updates": 0 if self.ema is None else int(self.ema.n_averaged),
+                "ema_updates": 0 if self.ema is None else self.ema.updates,
                 "seconds": self.elapsed(),
                 "epoch_sums": dict(epoch_sums),
                 "world": self.job.world,
@@ -227,11 +227,12 @@ class TrainState:
         progress = ckpt["progress"]
         if self.ema is not None:
             load_weights(self.ema.module, ckpt["ema_state_dict"], self.config.model)
-            self.ema.n_averaged.fill_(progress["ema_updates"])
+            self.ema.updates = int(progress["ema_updates"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.plan = Plan.from_dict(ckpt["plan"])
         self.elapsed_before = float(progress["seconds"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.scaler.is_enabled() and ckpt["scaler"]:  # --amp or the GPU may change on resume
+            self.scaler.load_state_dict(ckpt["scaler"])  # else fp16 starts a fresh loss scale
         self.epoch, self.step, self.epoch_step = ckpt["epoch"], ckpt["step"], ckpt["epoch_step"]
         self.metrics, self.best = dict(ckpt["metrics"]), dict(ckpt["best"])
         set_rng_state(ckpt["rng"])
