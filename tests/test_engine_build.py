@@ -301,7 +301,7 @@ def _parsed_rebuild(message: str):
     import shlex
 
     from maskdepth.cli import build_parser
-    from maskdepth.runtime.options import options_from
+    from maskdepth.options import options_from
 
     words = shlex.split(message.split("rebuild with: ", 1)[1])
     assert words[:2] == ["maskdepth", "export"]

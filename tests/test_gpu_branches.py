@@ -47,7 +47,7 @@ def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(command, tmp_path, cap
 
 def test_cuda_n_is_a_device_everywhere_one_is_taken():
     from maskdepth.cli import build_parser
-    from maskdepth.runtime.options import options_from
+    from maskdepth.options import options_from
     from maskdepth.runtime.runners.cuda import parse_device
 
     assert [parse_device(d) for d in ("auto", "cpu", "cuda", "cuda:1")] == [
