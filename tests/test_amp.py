@@ -151,3 +151,23 @@ def test_amp_defaults_to_auto_and_the_flags_force_it():
     assert amp_dtype(amp(), CUDA, capability=T4) == torch.float16
     assert amp_dtype(amp("--no-amp"), CUDA, capability=H200) is None
     assert amp_dtype(amp("--amp"), CPU) == torch.bfloat16
+
+
+def test_cuda_n_picks_gpu_n_and_torchrun_keeps_its_local_rank():
+    from maskdepth.runtime.errors import MaskDepthError
+    from maskdepth.train.distributed import Dist
+    from maskdepth.train.trainer import pick_device
+
+    alone, rank3 = Dist(), Dist(rank=3, world=4, local_rank=3)
+    assert pick_device("cuda:1", alone, gpus=2) == torch.device("cuda", 1)
+    assert pick_device("cuda", rank3, gpus=2) == torch.device("cuda", 1)  # LOCAL_RANK 3 of 2
+    assert pick_device("auto", alone, gpus=0) == CPU
+    with pytest.raises(MaskDepthError, match=r"--device cuda:2: torch sees 2 CUDA GPU\(s\)"):
+        pick_device("cuda:2", alone, gpus=2)
+    with pytest.raises(MaskDepthError, match="under torchrun"):
+        pick_device("cuda:1", rank3, gpus=2)
+    with pytest.raises(MaskDepthError, match="sees no CUDA GPU"):
+        pick_device("cuda:0", alone, gpus=0)
+    assert TrainConfig(device="cuda:1", **{k: v for k, v in TINY.items() if k != "device"})
+    with pytest.raises(MaskDepthError, match=r"--device 'gpu1': expected one of auto, cpu, cuda"):
+        TrainConfig(device="gpu1", **{k: v for k, v in TINY.items() if k != "device"})

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, fields
 
 from maskdepth.options import add_options, device_option, option, options_from
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.runners.cuda import DEVICES
+from maskdepth.runtime.runners.cuda import EXPECTED_DEVICE, parse_device
 
 from .data.split import SPLIT_BY
 from .models.configs import default_config
@@ -241,12 +241,15 @@ class TrainConfig:
             raise MaskDepthError(f"--max-minutes {self.max_minutes}: expected > 0")
 
     def _check_names(self) -> None:
-        for name, valid in (("augment", AUGMENTS), ("prior", PRIORS), ("device", DEVICES),
-                            ("split_by", SPLIT_BY)):  # fmt: skip
+        for name, valid in (("augment", AUGMENTS), ("prior", PRIORS), ("split_by", SPLIT_BY)):
             value = getattr(self, name)
             if value not in valid:
                 flag = name.replace("_", "-")
                 raise MaskDepthError(f"--{flag} {value!r}: expected one of {', '.join(valid)}")
+        try:
+            parse_device(self.device)
+        except MaskDepthError:
+            raise MaskDepthError(f"--device {self.device!r}: {EXPECTED_DEVICE}") from None
 
     def epoch_limit(self) -> int | None:
         """At most this many epochs (None: as many as --steps or the time budget allow)."""

@@ -90,7 +90,7 @@ def train_stages(
 
 
 def _train_each(
-    config: TrainConfig, sizes: list[int], source: Source | None, last_share: float
+    config: TrainConfig, sizes: Sequence[int], source: Source | None, last_share: float
 ) -> list[dict]:
     """Each stage's result, in order: trained, continued, or (``--resume``) finished before."""
     out, total = Path(config.out), config.max_minutes
