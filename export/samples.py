@@ -78,13 +78,13 @@ def _pool(ckpt: dict, pre: Preprocessing, count: int, data):
     record = ckpt.get("data") or {}
     if data is not None:
         return _folder_pool(Path(data), record, f"--data {data}")
-    spec = record.get("spec")
-    if spec and spec != "synth":  # trained on a folder: its validation split, when it is there
-        if Path(spec).is_dir():
+    spec = _training_folder(record)
+    if spec is not None:  # trained on a folder: its validation split, when it is there
+        if spec.is_dir():
             try:
-                return _folder_pool(Path(spec), record, f"the checkpoint's training folder {spec}")
-            except MaskDepthError as exc:
-                why = f"the checkpoint's training folder cannot be read: {exc}"
+                return _folder_pool(spec, record, f"the checkpoint's training folder {spec}")
+            except MaskDepthError as exc:  # e.g. emptied since: say so, as for a moved one
+                why = str(exc)
         else:
             why = f"the checkpoint's training folder {spec} is not there"
         return _synth_pool(pre, count, f"synthetic scenes ({why})")
@@ -115,7 +115,15 @@ def _folder_pool(path: Path, record: dict, name: str):
         return source, split(source, record)[1], f"validation scenes of {path}"
     # Spread over the whole dataset rather than its first backgrounds.
     order = np.random.default_rng(0).permutation(len(source))
+    if path.resolve() == _training_folder(record):
+        return source, order, f"scenes of {path} (its manifest is not the one trained on)"
     return source, order, f"scenes of {path}"
+
+
+def _training_folder(record: dict) -> Path | None:
+    """The folder the checkpoint was trained on (its path as resolved then), if any."""
+    spec = record.get("spec")
+    return Path(spec) if spec and spec != "synth" else None
 
 
 def _is_training_data(path: Path, record: dict) -> bool:
@@ -124,5 +132,4 @@ def _is_training_data(path: Path, record: dict) -> bool:
     trained_on, digest = record.get("manifest_hash"), manifest_hash(path)
     if trained_on:
         return digest == trained_on
-    spec = record.get("spec") or "synth"
-    return digest is None and spec != "synth" and path.resolve() == Path(spec)
+    return digest is None and path.resolve() == _training_folder(record)
