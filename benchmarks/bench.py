@@ -36,8 +36,11 @@ def _batches(text: str) -> tuple[int, ...]:
 
 @dataclass
 class BenchOptions:
-    data: Path | None = option(  # held-out samples; default: synthetic scenes
-        None, type=Path, help="held-out data (default: synthetic scenes)"
+    data: Path | None = option(  # held-out samples; default: as export chooses them
+        None,
+        type=Path,
+        help="held-out data (default: the --reference checkpoint's validation split of its "
+        "training folder, else synthetic scenes)",
     )
     reference: Path | None = option(  # a checkpoint: the PyTorch fp32 row and the parity baseline
         None, type=Path, help="the checkpoint: PyTorch fp32 row and the parity baseline"

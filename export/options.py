@@ -91,8 +91,11 @@ class ExportOptions:
     device: str = device_option(
         "cpu", help="where onnxruntime runs the parity check of an ONNX file (engines: on the GPU)"
     )
-    data: Path | None = option(  # held-out samples; default: synthetic scenes
-        None, type=Path, help="held-out samples for calibration and parity (default: synthetic)"
+    data: Path | None = option(  # held-out samples; default: see export.samples
+        None,
+        type=Path,
+        help="held-out samples for calibration and parity (default: the validation split of "
+        "the checkpoint's training folder, else synthetic scenes)",
     )
     calib_count: int = option(256, type=positive)
     calib_method: str = option("minmax", choices=METHODS)

@@ -186,6 +186,7 @@ def _samples(
     small for both, calibration reuses the parity samples, and says so."""
     wanted = options.parity_count + (options.calib_count if calibrating else 0)
     pool = held_out_samples(ckpt, info.preprocessing, wanted, options.data)
+    print(f"held-out samples: {pool.description}")  # which data decides the verdict
     parity = pool.subset(0, options.parity_count)
     if len(parity) < MIN_PARITY_SAMPLES:
         print(

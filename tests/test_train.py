@@ -193,9 +193,17 @@ def _cli_process(out: Path, *options: str) -> list[str]:
 
 
 def _kill_after(victim: subprocess.Popen, path: Path, seconds: float) -> None:
-    """SIGKILL ``victim`` as soon as ``path`` exists (or it ended, or ``seconds`` passed)."""
+    """SIGKILL ``victim`` as soon as it has written ``path`` (written atomically: it exists
+    whole or not at all); fails, with the victim's last words, when it ended first or
+    ``seconds`` passed."""
     deadline = time.monotonic() + seconds
-    while not path.exists() and victim.poll() is None and time.monotonic() < deadline:
+    while not path.exists():
+        if victim.poll() is not None:
+            pytest.fail(f"ended ({victim.returncode}) before writing {path}: "
+                        f"{victim.stderr.read()[-2000:] if victim.stderr else ''}")  # fmt: skip
+        if time.monotonic() > deadline:
+            victim.kill()
+            pytest.fail(f"no {path} after {seconds} s")
         time.sleep(0.01)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(30) == -signal.SIGKILL
