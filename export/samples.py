@@ -115,8 +115,11 @@ def _folder_pool(path: Path, record: dict, name: str):
         return source, split(source, record)[1], f"validation scenes of {path}"
     # Spread over the whole dataset rather than its first backgrounds.
     order = np.random.default_rng(0).permutation(len(source))
-    if path.resolve() == _training_folder(record):
-        return source, order, f"scenes of {path} (its manifest is not the one trained on)"
+    if path.resolve() == _training_folder(record):  # its split is unknown: mostly training data
+        raise MaskDepthError(
+            f"{name}: its manifest is not the one trained on, so which scenes were held out is "
+            "unknown; give --data a folder the model never saw"
+        )
     return source, order, f"scenes of {path}"
 
 

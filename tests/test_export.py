@@ -205,6 +205,27 @@ def test_export_without_data_uses_the_training_folders_validation_split(folder_r
     assert _parity(path)["samples"] == f"10 validation scenes of {data.resolve()}"
 
 
+def test_a_training_folder_whose_manifest_changed_is_not_held_out_data(folder_run, tmp_path, capsys):
+    """Its validation split is unknown then: without --data, synthetic scenes and why; with it,
+    one line (the whole folder is mostly training scenes, which would flatter the gate)."""
+    data, best = folder_run
+    manifest = data / "manifest.json"
+    original = manifest.read_bytes()
+    manifest.write_bytes(original.replace(b"{", b'{"edited": true, ', 1))
+    try:
+        path = tmp_path / "m.onnx"
+        capsys.readouterr()
+        assert main(["export", str(best), "--out", str(path), *FAST]) == 0
+        assert "16 synthetic scenes (the checkpoint's training folder" in _parity(path)["samples"]
+        assert "its manifest is not the one trained on" in capsys.readouterr().out
+        explicit = tmp_path / "explicit.onnx"
+        assert main(["export", str(best), "--out", str(explicit), "--data", str(data)]) == 2
+        assert "manifest is not the one trained on" in capsys.readouterr().err
+        assert not explicit.exists()
+    finally:
+        manifest.write_bytes(original)
+
+
 def test_export_keeps_the_data_facts_when_the_training_folder_is_gone(folder_run, tmp_path, capsys):
     from maskdepth.train.data.manifest import read_manifest
 
@@ -242,7 +263,7 @@ def test_a_seed_layout_folder_is_its_own_held_out_data_until_it_moves(tmp_path, 
     data = tmp_path / "seed"
     write_seed_dataset(data, backgrounds=4, per_background=3, size=32)
     config = TrainConfig(
-        data=str(data), size=32, epochs=1, batch=3, out=str(tmp_path / "run"), threads=2,
+        data=str(data), sizes=[32], epochs=1, batch=3, out=str(tmp_path / "run"), threads=2,
         workers=0, samples=0, progress=False, val_fraction=0.25, model="u2netp-lite",
     )  # fmt: skip
     train(config)

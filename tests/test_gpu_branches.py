@@ -112,3 +112,33 @@ def test_fp32_plans_are_built_without_tf32():
         set_precision_flags(config, flavour, precision, fp16_flag=False)
         flags[precision] = config.get_flag(trt.BuilderFlag.TF32)
     assert flags == {"fp32": False, "fp16": True, "int8": True}
+
+
+def test_a_gpu_made_current_gives_the_previous_one_back():
+    """cuda-python's runtime API, as far as ``current()`` uses it (the calls' names and
+    signatures are checked against cuda-python in test_gpu_api)."""
+    from maskdepth.runtime.runners.cuda import _CudaPython
+
+    class Runtime:
+        class cudaError_t:  # noqa: N801 (cuda-python's name)
+            cudaSuccess = 0
+
+        def __init__(self) -> None:
+            self.device = 0
+
+        def cudaGetDevice(self):  # noqa: N802
+            return (0, self.device)
+
+        def cudaSetDevice(self, device):  # noqa: N802
+            self.device = device
+            return (0,)
+
+        def cudaStreamCreate(self):  # noqa: N802
+            return (0, 7)
+
+    runtime = Runtime()
+    memory = _CudaPython(runtime, 1)
+    assert runtime.device == 0
+    with memory.current():
+        assert runtime.device == 1
+    assert runtime.device == 0

@@ -23,7 +23,7 @@ from maskdepth.train.trainer import CHECK_EVERY, TrainingDiverged, train
 TINY = {
     "data": "synth",
     "synth_count": 30,  # 27 train scenes: 13 steps of 2, more than CHECK_EVERY
-    "size": 16,
+    "sizes": [16],
     "batch": 2,
     "epochs": 1,
     "threads": 1,
@@ -140,6 +140,24 @@ def test_a_nan_loss_stops_the_run_within_check_steps(tmp_path):
     trained = [i for i in nan_source.read if i in set(train_idx.tolist())]
     assert 3 * 2 <= len(trained) <= CHECK_EVERY * 2  # stopped at the check, before step 11
     assert not (tmp_path / "nan" / "last.pt").exists()  # nothing diverged was saved
+
+
+def test_a_loader_that_ends_early_is_checked_before_the_epochs_checkpoint(tmp_path, monkeypatch):
+    """An epoch whose loader gives fewer batches than planned (so ``ends`` never comes): a NaN
+    after the last periodic check still stops the run before last.pt is written."""
+    from maskdepth.train.run_data import RunData
+
+    planned = RunData.steps_per_epoch.fget
+    monkeypatch.setattr(RunData, "steps_per_epoch", property(lambda self: planned(self) + 5))
+    source = SynthSource(count=30, size=16)
+    train_idx, _ = split_indices(source, 0.1, 0, "scene")
+    order = EpochSampler(len(train_idx), 2, 0, Dist()).order()
+    last = len(train_idx) // 2  # the epoch's last step, after the check at CHECK_EVERY
+    assert last > CHECK_EVERY
+    nan_source = NanAt(int(train_idx[order[2 * (last - 1)]]))
+    with pytest.raises(TrainingDiverged, match=rf"loss is nan at step {last}\b"):
+        train(TrainConfig(**TINY, out=str(tmp_path / "nan")), source=nan_source)
+    assert not (tmp_path / "nan" / "last.pt").exists()
 
 
 def test_the_ema_matches_torchs_averaged_model():

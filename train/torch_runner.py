@@ -11,27 +11,20 @@ import numpy as np
 import torch
 from torch import nn
 
-from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.runners.base import Runner
-from maskdepth.runtime.runners.cuda import DEVICES
 
+from .device import pick_device
+from .distributed import Dist
 from .models.u2net import InferenceModel
 
 INPUTS = ("bg", "scene")
 
 
 def torch_device(choice: str) -> torch.device:
-    """``choice`` ("auto", "cpu", "cuda", or a torch device such as "cuda:1") as a torch device;
-    auto takes the GPU when torch sees one."""
-    if choice == "auto":
-        choice = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(choice)
-    except RuntimeError:
-        raise MaskDepthError(f"device {choice!r}: expected one of {', '.join(DEVICES)}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise MaskDepthError(f"device {choice}: torch {torch.__version__} sees no CUDA GPU")
-    return device
+    """``choice`` (auto, cpu, cuda or cuda:N: every ``--device``) as a torch device, by the
+    trainer's rule (:func:`~maskdepth.train.device.pick_device`); auto takes the GPU when torch
+    sees one."""
+    return pick_device(choice, Dist())
 
 
 class TorchRunner(Runner):

@@ -150,7 +150,7 @@ class Run:
         self.console.epoch_begins(state.epoch)
         steps = self.data.steps_per_epoch
         begun = waited = time.perf_counter()
-        micro, out_of_time = 0, False
+        micro, out_of_time, unchecked = 0, False, False
         for batch in self.data.train_loader:
             stats.add_seconds("wait", time.perf_counter() - waited)
             micro += 1
@@ -164,7 +164,8 @@ class Run:
             self.console.stepped(state.epoch_step, steps, stats.running)
             ends = state.epoch_step >= steps or state.step >= state.plan.total_steps
             pause = not ends and self._pause_due()
-            if ends or pause or self._check_due():
+            unchecked = not (ends or pause or self._check_due())
+            if not unchecked:
                 out_of_time = self._check()
             if out_of_time or ends:
                 break
@@ -173,6 +174,8 @@ class Run:
                 self._pause_for_checkpoint()
                 begun = time.perf_counter()
             waited = time.perf_counter()
+        if unchecked:  # the loader ended early: no epoch-end checkpoint of unchecked steps
+            out_of_time = self._check()
         stats.add_seconds("seconds", time.perf_counter() - begun)
         if out_of_time:
             return "time budget"

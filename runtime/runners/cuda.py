@@ -222,8 +222,13 @@ class _CudaPython:
 
     @contextlib.contextmanager
     def current(self) -> Iterator[None]:
+        """This GPU current for the duration; the thread's previous device again after."""
+        before = int(self._call("cudaGetDevice"))
         self._call("cudaSetDevice", self.device)
-        yield
+        try:
+            yield
+        finally:
+            self._call("cudaSetDevice", before)
 
     def device_alloc(self, nbytes: int) -> int:
         return int(self._call("cudaMalloc", max(nbytes, 1)))
