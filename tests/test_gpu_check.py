@@ -26,11 +26,16 @@ def _by_name(rows: list[dict], start: str) -> list[dict]:
     return [row for row in rows if row["name"].startswith(start)]
 
 
+PYTEST_FILE = "test_doctor.py"  # one file with a gpu-marked test: section 6 stays fast
+
+
 @pytest.fixture(scope="module")
 def cpu_run(tmp_path_factory) -> tuple[int, Path, dict]:
-    """One dry run on the CPU (toy sizes, no pytest), shared by the tests below."""
+    """One dry run on the CPU (toy sizes, ``pytest -m gpu`` on one test file), shared by the
+    tests below. --minutes is a ceiling: the run ends when its toy work is done."""
     out = tmp_path_factory.mktemp("gpu_check") / "check"
-    code = main(["--out", str(out), "--device", "cpu", "--no-pytest", "--minutes", "5"])
+    args = ["--out", str(out), "--device", "cpu", "--minutes", "10"]
+    code = main([*args, "--pytest-files", PYTEST_FILE])
     return code, out, json.loads((out / "gpu_check.json").read_text())
 
 
@@ -80,7 +85,6 @@ def test_cpu_run_cuda_only_rows_say_why(cpu_run):
     exported = _rows(report, "exported")
     cuda_only += [r for r in exported if "CUDA" in r["name"] or "Tensorrt" in r["name"]]
     cuda_only += [r for r in exported if "TensorRT" in r["name"]]
-    cuda_only += _rows(report, "pytest")
     for row in cuda_only:
         assert row["status"] == "skipped" and "needs CUDA" in row["why"], row
 
@@ -97,6 +101,21 @@ def test_cpu_run_exports_and_checks_parity(cpu_run):
         assert row["status"] == "ok" and row["provider"] == "CPUExecutionProvider"
         assert 0 < row["p50_ms"] <= row["p99_ms"] and row["images_per_s"] > 0
         assert row["parity"] == "ok" and row["max_abs"] <= 1e-4
+
+
+@pytest.mark.slow
+def test_cpu_run_reaches_pytest_on_the_repository_tests(cpu_run):
+    """Section 6 runs on the CPU too, on the repository's own tests folder: the gpu-marked
+    tests of the file report themselves skipped (no CUDA here), the others deselected."""
+    _, out, report = cpu_run
+    (row,) = _rows(report, "pytest")
+    tests = Path(__file__).resolve().parent
+    assert row["status"] == "ok", row
+    assert row["tests"] == str(tests) and row["files"] == [PYTEST_FILE]
+    assert row["returncode"] == 0 and row["skipped"] >= 1 and "passed" not in row
+    assert row["deselected"] >= 1 and "skipped" in row["summary"]
+    log = (out / "pytest_gpu.log").read_text()
+    assert PYTEST_FILE in log or "skipped" in log
 
 
 def test_tiny_budget_marks_rows_out_of_time(tmp_path):
