@@ -1,33 +1,22 @@
-# long file: one standalone script a GPU machine runs alone; six sections of short functions.
-"""Prove the GPU half of maskdepth on one CUDA GPU within a time budget, and say why for every
-part that cannot run there.
+"""Prove the GPU half of maskdepth on one CUDA GPU with the project's own code, and say why for
+every part that cannot run there.
 
     python -m maskdepth.benchmarks.scripts.gpu_check --out runs/gpu_check [--minutes 8]
     python -m maskdepth.benchmarks.scripts.gpu_check --out /tmp/check --device cpu \\
         --pytest-files test_doctor.py  # a dry run at toy sizes
 
-Six sections of rows, written to ``DIR/gpu_check.json`` and ``DIR/gpu_check.md`` after every
-row (atomically: a killed run keeps what it measured), each made by the project's own code:
-
-1. machine: ``measure.machine()`` and what torch sees of CUDA.
-2. training throughput of u2netp-md on one synthetic batch (64 and 224 px, batch 32 and 64):
-   the trainer's state (``TrainState``: model, Adam, GradScaler, ``amp_dtype``) and its step,
-   fp32 NCHW eager against AMP channels_last and ``torch.compile`` of it, timed by
-   ``torch.utils.benchmark``; images/s and peak memory.
-3. a short training run: ``synthesize``, then ``train_stages`` (``maskdepth train``) in the
-   section's time; its validation IoU and RMSE.
-4. PyTorch inference at 224 px, batch 1 and 32: the exported form (``InferenceModel``) in fp32,
-   fp16 and CUDA graphs of both, timed by ``measure.time_calls``, against fp32 eager.
-5. exported: ``export`` (``maskdepth export``: ONNX fp32, an fp16 engine, each through its parity
-   gate), then ``maskdepth bench``'s rows (``bench_rows.model_rows``) for onnxruntime's CPU,
-   CUDA and TensorRT providers and native TensorRT, against the PyTorch reference.
-6. ``pytest -m gpu`` on the repository's tests (``--pytest-files`` picks some): its summary
-   line; the log in ``DIR/pytest_gpu.log``. On the CPU the GPU tests report themselves skipped.
-
-``--minutes`` is a hard total: each section has a share (time one leaves passes on), and a row
-that would not fit says "out of time" instead of running. A row that cannot run carries
-``status`` and ``why``; one that fails does not stop the others. ``--device cpu`` runs it all at
-toy sizes; CUDA-only rows say "needs CUDA". Scratch data and models go to ``DIR/work``.
+Six sections of rows, written to DIR/gpu_check.json and .md after every row (atomically):
+1. machine: measure.machine() and maskdepth doctor's rows;
+2. training throughput: the trainer's TrainState and step on one batch, fp32 NCHW against AMP
+   channels_last and torch.compile, by torch.utils.benchmark;
+3. maskdepth data synth, then maskdepth train with --max-minutes a fifth of --minutes;
+4. PyTorch inference of the exported form: fp32, fp16 and CUDA graphs of both;
+5. maskdepth export (ONNX fp32, an fp16 engine, each parity-gated), then maskdepth bench's rows
+   for onnxruntime's CPU, CUDA and TensorRT providers and native TensorRT, where doctor says
+   they run;
+6. pytest -m gpu on the repository's tests in what is left of --minutes (at least 90 s).
+Each row's work has a fixed size and time (toy sizes with --device cpu). A row that cannot run
+says why; one that fails does not stop the others. Scratch goes to DIR/work.
 
 Exit code: 0 when every row ran or said why it could not, 1 when a row failed, 2 for bad options.
 """
@@ -43,123 +32,101 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
 
+from maskdepth.runtime.engine_sidecar import FLAVOURS
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
+from maskdepth.runtime.options import add_options, option, options_from
 
 MODEL = "u2netp-md"
-SECTIONS = (  # key, title, share of --minutes
-    ("machine", "1. Machine", 0.02),
-    ("train_throughput", f"2. Training throughput: {MODEL} on one synthetic batch", 0.28),
-    ("train_run", "3. A short training run from scratch", 0.27),
-    ("inference", "4. PyTorch inference", 0.10),
-    ("exported", "5. Exported model: onnxruntime and TensorRT", 0.18),
-    ("pytest", "6. pytest -m gpu", 0.15),
-)
 FP32, AMP, COMPILED = "fp32 NCHW eager", "amp channels_last", "amp channels_last compile"
 INFERENCE = ("fp32", "fp16", "fp32 CUDA graph", "fp16 CUDA graph")
-CPU_EP, CUDA_EP, TRT_EP = (
-    "CPUExecutionProvider",
-    "CUDAExecutionProvider",
-    "TensorrtExecutionProvider",
-)
-BACKENDS = (  # row label, Predictor backend, device, the provider that must run it
-    (f"onnxruntime {CPU_EP}", "onnxruntime", "cpu", CPU_EP),
-    (f"onnxruntime {CUDA_EP}", "onnxruntime", "cuda", CUDA_EP),
-    (f"onnxruntime {TRT_EP}", "onnxruntime-tensorrt", "cuda", TRT_EP),
-    ("TensorRT native (fp16 engine)", "tensorrt", "cuda", None),
+BACKENDS = (  # the provider a row must run on (label), bench's backend, device, doctor's row
+    ("onnxruntime CPUExecutionProvider", "onnxruntime", "cpu", "run onnx cpu"),
+    ("onnxruntime CUDAExecutionProvider", "onnxruntime", "cuda", "run onnx cuda"),
+    ("onnxruntime TensorrtExecutionProvider", "onnxruntime-tensorrt", "cuda", "run onnx trt"),
+    ("TensorRT native (fp16 engine)", "tensorrt", "cuda", "engine"),
 )
 NEEDS_CUDA, OUT_OF_TIME = "needs CUDA (--device cpu)", "out of time"
+TRAIN_SHARE, PYTEST_MIN_S = 0.2, 90.0  # of --minutes: the training run's; pytest's least
 TESTS = Path(__file__).resolve().parents[2] / "tests"  # benchmarks/scripts/ -> the repository
 EXPECTED = (MaskDepthError, MissingDependencyError)  # errors that say why in one line
-LATENCY = ("mean_ms", "p50_ms", "p99_ms", "images_per_s")
-BRIEF_KEYS = (
-    "value",
-    "scenes_per_s",
-    "images_per_s",
-    "p50_ms",
-    "p99_ms",
-    "peak_gib",
-    "compile_s",
-    "val_iou",
-    "val_rmse",
-    "max_abs",
-    "parity",
-    "summary",
-)
 
 
-@dataclass(frozen=True)
-class Scale:
-    """How big each section's work is: the real sizes on CUDA, toy sizes on the CPU."""
-
-    sizes: tuple[int, ...]  # training throughput: square sides and batch sizes
-    batches: tuple[int, ...]
-    steps: int  # timed training steps per throughput row
-    warmup: int  # untimed steps after the first (which builds kernels or compiles)
-    row_seconds: float  # timed seconds per latency row, about
-    run: tuple[int, int, int, int | None]  # training run: size, batch, scenes, step cap
-    infer_size: int
-    infer_batches: tuple[int, ...]
-    parity_count: int  # held-out samples for parity
-    guess_s: dict[str, int]  # a row's time before one was measured
-
-
-GUESS_CUDA = dict(step=8, compile=90, synth=30, run=30, export=30, engine=120, pytest=20)
-GUESS_CPU = dict(step=3, compile=120, synth=3, run=3, export=5, engine=30, pytest=10)
-CUDA_SCALE = Scale(
-    (64, 224), (32, 64), 30, 3, 3.0, (224, 32, 2000, None), 224, (1, 32), 64, GUESS_CUDA
-)
-CPU_SCALE = Scale((32,), (2,), 2, 0, 0.3, (32, 4, 40, 6), 32, (1, 2), 8, GUESS_CPU)
+def _minutes(text: str) -> float:
+    if not float(text) > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return float(text)
 
 
 @dataclass
 class Check:
-    """One run: options, the clock, the report (written after every row) and what earlier
-    sections made (``made``: data, checkpoint, onnx; ``missing``: why one is not there)."""
+    """The options of one run (:func:`~maskdepth.runtime.options.option` fields), the report
+    (written after every row) and what earlier sections made (``made``: data, checkpoint, onnx,
+    engine) or found (``doctor``: each of doctor's rows' reason, "" when ok)."""
 
-    out: Path
-    device: str  # "cuda" | "cpu"
-    minutes: float
-    compile: bool
-    pytest_files: list[str] | None  # None: no pytest; []: every test file
-    scale: Scale = CPU_SCALE
+    out: Path = option(type=Path, required=True, help="folder for gpu_check.md and .json")
+    minutes: float = option(8.0, type=_minutes, help="training gets a fifth, pytest the rest")
+    device: str = option("cuda", choices=["cuda", "cpu"])
+    compile: bool | None = option(
+        None,
+        action=argparse.BooleanOptionalAction,
+        help="torch.compile rows (default: on with cuda only)",
+    )
+    pytest: bool = option(True, "--no-pytest", action="store_false", help="skip section 6")
+    pytest_files: tuple[str, ...] = option(
+        (),
+        nargs="+",
+        metavar="NAME",
+        convert=tuple,
+        help="test files (in tests/) for section 6 (default: all)",
+    )
     started: float = field(default_factory=time.perf_counter)
-    section_end: float = 0.0
     made: dict[str, Path] = field(default_factory=dict)
-    missing: dict[str, str] = field(default_factory=dict)
+    doctor: dict[str, str] = field(default_factory=dict)
     report: dict = field(default_factory=dict)
 
     @property
     def cuda(self) -> bool:
         return self.device == "cuda"
 
-    def begin(self, key: str) -> None:
-        """Start section ``key``: its deadline is its share plus what earlier ones left."""
-        shares = [share for _, _, share in SECTIONS]
-        upto = sum(shares[: [k for k, _, _ in SECTIONS].index(key) + 1]) / sum(shares)
-        self.section_end = self.started + 60 * self.minutes * upto
-        self.report["sections"][key] |= {"status": "running", "budget_s": round(self.left(), 1)}
+    def size(self, cuda, cpu):
+        """A real size on CUDA, a toy one on the CPU."""
+        return cuda if self.cuda else cpu
 
-    def left(self) -> float:
-        return max(self.section_end - time.perf_counter(), 0.0)
+    @property
+    def seconds(self) -> float:  # timed seconds per throughput, inference and bench row
+        return self.size(2.0, 0.2)
 
-    def fits(self, key: str, name: str, seconds: float) -> bool:
-        """True when ``seconds`` fit in the section; else an out-of-time row says so."""
-        if self.left() >= seconds:
-            return True
-        why = f"needs ~{seconds:.0f} s, {self.left():.0f} s left of this section's share"
-        self.add(key, skipped(name, why, OUT_OF_TIME))
-        return False
+    def run(self, key: str, name: str, work: Callable[[], dict | list[dict]]) -> dict:
+        """Add ``work()``'s fields as an ok row (it may set its own status) or its rows (a
+        list), or a failed row with the error's first line (the traceback of a bug too)."""
+        start = time.perf_counter()
+        try:
+            made = work()
+        except Exception as exc:
+            line = (str(exc).strip().splitlines() or [""])[0][:400]
+            why = line if isinstance(exc, EXPECTED) else f"{type(exc).__name__}: {line}"
+            row = {"name": name, "status": "failed", "why": why}
+            if not isinstance(exc, EXPECTED):
+                row["traceback"] = traceback.format_exc()[-3000:]
+            return self.add(key, row)
+        if isinstance(made, list):  # rows of their own
+            return [self.add(key, row) for row in made][-1] if made else {}
+        seconds = round(time.perf_counter() - start, 2)
+        return self.add(key, {"name": name, "status": "ok", **made, "seconds": seconds})
+
+    def skip(self, key: str, name: str, why: str, status: str = "skipped") -> dict:
+        return self.add(key, {"name": name, "status": status, "why": why})
 
     def add(self, key: str, row: dict) -> dict:
         self.report["sections"][key]["rows"].append(row)
         elapsed = time.perf_counter() - self.started
-        print(f"gpu_check {elapsed:6.1f}s {key} | {row['name']}: {_brief(row)}", file=sys.stderr)
+        shown = row.get("why") or ", ".join(f"{k} {_cell(v)}" for k, v in list(row.items())[2:8])
+        print(f"gpu_check {elapsed:6.1f}s {key} | {row['name']}: {row['status']}: {shown}")
         self.write()
         return row
 
@@ -170,66 +137,40 @@ class Check:
         write_bytes_atomic(self.out / "gpu_check.md", to_markdown(self.report).encode())
 
 
-def skipped(name: str, why: str, status: str = "skipped") -> dict:
-    """A row that did not run: its status ("skipped", "failed", "out of time") and why."""
-    return {"name": name, "status": status, "why": why}
-
-
-def attempt(name: str, work: Callable[[], dict]) -> dict:
-    """``work()``'s fields as an ok row (it may set its own status), or a failed row with the
-    error's first line (and the traceback of an unexpected error)."""
-    start = time.perf_counter()
-    try:
-        row = {"name": name, "status": "ok", **work()}
-    except Exception as exc:
-        line = (str(exc).strip().splitlines() or [""])[0][:400]
-        row = skipped(name, line if isinstance(exc, EXPECTED) else f"{type(exc).__name__}: {line}")
-        row["status"] = "failed"
-        if not isinstance(exc, EXPECTED):
-            row["traceback"] = traceback.format_exc()[-3000:]
-    row["seconds"] = round(time.perf_counter() - start, 2)
-    return row
-
-
-def _peak(device) -> float | str:
-    """GiB the device allocated at most since the last reset, or why there is no such number."""
+def timed(call: Callable[[], object], seconds: float, batch: int) -> dict:
+    """``torch.utils.benchmark`` (it synchronises CUDA): the first call, then the median per
+    call over about ``seconds`` (``blocked_autorange``), images/s and the peak GPU memory."""
     import torch
+    from torch.utils.benchmark import Timer
 
-    if device.type != "cuda":
-        return "needs CUDA"
-    peak = round(torch.cuda.max_memory_allocated(device) / 2**30, 3)
-    torch.cuda.reset_peak_memory_stats(device)
-    return peak
+    if cuda := torch.cuda.is_available():
+        torch.cuda.reset_peak_memory_stats()
+    timer = Timer("call()", globals={"call": call}, num_threads=torch.get_num_threads())
+    first, measured = timer.timeit(1).mean, timer.blocked_autorange(min_run_time=seconds)
+    row = {"first_s": round(first, 2), "ms": round(1000 * measured.median, 2)}
+    row |= {"calls": len(measured.times) * measured.number_per_run}
+    peak = round(torch.cuda.max_memory_allocated() / 2**30, 3) if cuda else "needs CUDA"
+    return row | {"images_per_s": round(batch / measured.median, 1), "peak_gib": peak}
 
 
 def section_machine(check: Check) -> None:
-    import torch
-
     from maskdepth.benchmarks.measure import machine
+    from maskdepth.doctor import collect, probe
 
     info = machine()
     info["versions"] = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
-    info |= {"torch": torch.__version__, "torch CUDA": torch.version.cuda or "none (CPU build)"}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(0)
-        info |= {
-            "capability": f"{props.major}.{props.minor}",
-            "bf16": torch.cuda.is_bf16_supported(),
-            "memory_gib": round(props.total_memory / 2**30, 1),
-            "cudnn": torch.backends.cudnn.version(),
-            "multiprocessors": props.multi_processor_count,
-        }
-    else:
-        info["torch.cuda"] = "not available"
     for name, value in info.items():
         check.add("machine", {"name": name, "status": "ok", "value": value})
+    for row in collect(probe(torch=True)):  # torch's view of CUDA, each backend here or why not
+        check.doctor[row.name] = "" if row.ok else row.reason
+        value = row.value if row.ok else f"no: {row.reason}"
+        check.add("machine", {"name": f"doctor: {row.name}", "status": "ok", "value": value})
 
 
 def train_throughput(check: Check, variant: str, size: int, batch: int) -> dict:
-    """Images/s of the trainer's step (forward under its autocast, the project's loss, backward,
-    ``TrainState.step_optimizer``) on one fixed batch, by ``torch.utils.benchmark``."""
+    """The trainer's step (forward under its autocast, the project's loss, backward,
+    ``TrainState.step_optimizer``) on one fixed batch."""
     import torch
-    from torch.utils.benchmark import Timer
 
     from maskdepth.train.config import TrainConfig
     from maskdepth.train.device import CHANNELS_LAST, autocast
@@ -244,8 +185,8 @@ def train_throughput(check: Check, variant: str, size: int, batch: int) -> dict:
     fmt = CHANNELS_LAST if amp else torch.contiguous_format
     state.model.to(memory_format=fmt)  # type: ignore[call-overload]  # the seed's NCHW for fp32
     if variant == COMPILED:
-        torch.compiler.reset()  # each compile row is measured from scratch
-        state.net = torch.compile(state.model)  # type: ignore[assignment]
+        torch.compiler.reset()  # measured from scratch
+        state.net = torch.compile(state.model, dynamic=False)  # type: ignore[assignment]
     generator = torch.Generator().manual_seed(0)
     inputs = torch.randn(batch, 6, size, size, generator=generator)
     inputs = inputs.to(device).contiguous(memory_format=fmt)
@@ -259,124 +200,73 @@ def train_throughput(check: Check, variant: str, size: int, batch: int) -> dict:
         state.scaler.scale(loss).backward()
         state.step_optimizer()
 
-    _peak(device)
-    # The Timer synchronises CUDA around its timing; it runs one thread unless told.
-    timer = Timer("step()", globals={"step": step}, num_threads=torch.get_num_threads())
-    first = timer.timeit(1).mean
-    if check.scale.warmup:
-        timer.timeit(check.scale.warmup)
-    seconds = timer.timeit(check.scale.steps).mean
-    precision = str(state.dtype).removeprefix("torch.") if state.dtype else "fp32"
-    return {
-        "size": size,
-        "batch": batch,
-        "precision": precision,
-        "images_per_s": round(batch / seconds, 2),
-        "step_ms": round(1000 * seconds, 2),
-        "steps": check.scale.steps,
-        "compile_s" if variant == COMPILED else "first_step_s": round(first, 2),
-        "peak_gib": _peak(device),
-    }
+    precision = str(state.dtype or "fp32").removeprefix("torch.")
+    return {"size": size, "batch": batch, "precision": precision} | timed(
+        step, check.seconds, batch
+    )
 
 
 def section_throughput(check: Check) -> None:
-    key, scale, guess = "train_throughput", check.scale, dict(check.scale.guess_s)
-    shapes = [(size, batch) for size in scale.sizes for batch in scale.batches]
-    for variant, size, batch in [(v, s, b) for v in (FP32, AMP, COMPILED) for s, b in shapes]:
-        name = f"{variant}, {size} px, batch {batch}"
-        if variant == COMPILED and not check.compile:
-            why = "torch.compile off (--no-compile; off by default with --device cpu)"
-            check.add(key, skipped(name, why))
-        elif variant == COMPILED and "compile failed" in guess:
-            check.add(key, skipped(name, f"torch.compile failed above: {guess['compile failed']}"))
-        elif check.fits(key, name, guess["compile" if variant == COMPILED else "step"]):
-            row = check.add(
-                key, attempt(name, partial(train_throughput, check, variant, size, batch))
-            )
-            if variant == COMPILED and row["status"] == "failed":
-                guess["compile failed"] = row["why"]
-            elif row["status"] == "ok" and variant == COMPILED:
-                guess["compile"] = 1.2 * row["compile_s"]
-            elif row["status"] == "ok":
-                guess["step"] = row["first_step_s"] + scale.row_seconds
+    shapes = check.size([(64, 32), (64, 64), (224, 32), (224, 64)], [(32, 2)])
+    for variant, size, batch in [(v, s, b) for v in (FP32, AMP) for s, b in shapes]:
+        work = partial(train_throughput, check, variant, size, batch)
+        check.run("train_throughput", f"{variant}, {size} px, batch {batch}", work)
+    size, batch = check.size((224, 64), (32, 2))  # one compile: it takes a minute
+    name, why = f"{COMPILED}, {size} px, batch {batch}", "torch.compile off (--no-compile)"
+    if check.compile:
+        check.run("train_throughput", name, partial(train_throughput, check, COMPILED, size, batch))
+    else:
+        check.skip(
+            "train_throughput", name, why + " (off by default with --device cpu)" * (not check.cuda)
+        )
 
 
-def make_data(check: Check) -> dict:
-    """The project's synthetic scenes, written with every core (``maskdepth data synth``)."""
+def synthesize(check: Check) -> dict:
+    """``maskdepth data synth``: the project's synthetic scenes, written with every core."""
     from maskdepth.train.data.parallel import default_workers
     from maskdepth.train.data.synth import synthesize
 
-    size, _, count, _ = check.scale.run
-    folder, workers = check.out / "work" / "synth", default_workers()
+    folder, size, count = check.out / "work" / "synth", check.size(224, 32), check.size(2000, 40)
+    workers = default_workers()
     result = synthesize(
         folder, count, size=size, seed=0, workers=workers, overwrite=True, progress=False
     )
     check.made["data"] = folder
-    return {
-        "scenes": result["scenes"],
-        "size": size,
-        "workers": workers,
-        "scenes_per_s": result["scenes_per_s"],
-        "folder": str(folder),
-    }
+    return {k: result[k] for k in ("scenes", "seconds", "scenes_per_s")} | {"folder": str(folder)}
 
 
-def train_run(check: Check, budget_s: float) -> dict:
-    """``maskdepth train`` (``train_stages``) from scratch within ``budget_s``."""
+def train_run(check: Check) -> dict:
+    """``maskdepth train`` (``train_stages``) from scratch, ``--max-minutes`` its share; the
+    result's fields as the trainer returns them (its validation metrics ``val_*``)."""
     import shutil
 
     from maskdepth.train.config import TrainConfig
     from maskdepth.train.data.parallel import default_workers
     from maskdepth.train.stages import train_stages
 
-    (size, batch, _, steps), run = check.scale.run, check.out / "work" / "run"
+    run = check.out / "work" / "run"
     shutil.rmtree(run, ignore_errors=True)  # the trainer refuses a folder that holds a run
-    config = TrainConfig(
-        data=str(check.made["data"]),
-        model=MODEL,
-        size=size,
-        batch=batch,
-        out=str(run),
-        device=check.device,
-        amp=check.cuda,
-        steps=steps,
-        max_minutes=budget_s / 60,
-        workers=default_workers() if check.cuda else 0,
-        samples=2,
-        progress=False,
-    )
+    shape = dict(size=check.size(224, 32), batch=check.size(32, 4), steps=check.size(None, 6))
+    data, budget, workers = str(check.made["data"]), check.minutes * TRAIN_SHARE, default_workers()
+    config = TrainConfig(data=data, model=MODEL, out=str(run), device=check.device, **shape)
+    config = replace(config, amp=check.cuda, max_minutes=budget, samples=2, progress=False)
+    config.workers = check.size(workers, 0)
     result = train_stages(config)
-    check.made["checkpoint"], metrics = Path(result["best_path"]), result["metrics"]
-    return {
-        "size": size,
-        "batch": batch,
-        "amp": check.cuda,
-        "budget_s": round(budget_s, 1),
-        "steps": result["step"],
-        **{k: result[k] for k in ("epochs", "stopped", "images_per_s", "data_wait")},
-        "val_iou": metrics.get("iou"),
-        "val_rmse": metrics.get("rmse"),
-        "checkpoint": str(check.made["checkpoint"]),
-    }
+    check.made["checkpoint"] = Path(result["best_path"])
+    metrics = {f"val_{k}": v for k, v in result.pop("metrics").items()}
+    result = {k: v for k, v in result.items() if k not in ("best", "out", "last_path")}
+    return shape | {"max_minutes": budget, "steps": result.pop("step")} | metrics | result
 
 
 def section_train_run(check: Check) -> None:
-    key, guess = "train_run", check.scale.guess_s
-    name = f"train {MODEL} at {check.scale.run[0]} px from scratch"
-    check.missing["checkpoint"] = f"no checkpoint: the training run was {OUT_OF_TIME}"
-    if not check.fits(key, "synthesize data", guess["synth"]):
-        check.add(key, skipped(name, f"no data: synthesizing was {OUT_OF_TIME}", OUT_OF_TIME))
-    elif (made := check.add(key, attempt("synthesize data", partial(make_data, check))))[
-        "status"
-    ] != "ok":
-        check.missing["checkpoint"] = f"no checkpoint: no data ({made['why']})"
-        check.add(key, skipped(name, check.missing["checkpoint"]))
-    elif check.fits(key, name, guess["run"] / 0.8):
-        row = check.add(key, attempt(name, partial(train_run, check, 0.8 * check.left())))
-        check.missing["checkpoint"] = f"no checkpoint: the training run {row['status']}"
+    name = f"train {MODEL} at {check.size(224, 32)} px from scratch"
+    if check.run("train_run", "synthesize data", partial(synthesize, check))["status"] == "ok":
+        check.run("train_run", name, partial(train_run, check))
+    else:
+        check.skip("train_run", name, "no data: synthesizing failed")
 
 
-def _cuda_graph(net, inputs: list) -> Callable[[], Any]:
+def _cuda_graph(net, inputs: list) -> Callable[[], object]:
     """A CUDA graph of ``net(*inputs)`` captured after warm-up on a side stream; a call replays
     it on the same input tensors and returns the same output tensors."""
     import torch
@@ -391,45 +281,35 @@ def _cuda_graph(net, inputs: list) -> Callable[[], Any]:
     with torch.cuda.graph(graph):
         outputs = net(*inputs)
 
-    def replay() -> Any:
+    def replay() -> object:
         graph.replay()
         return outputs
 
     return replay
 
 
-def inference_latency(check: Check, model, variant: str, batch: int) -> dict:
-    """Latency of the exported form (bg, scene -> mask, depth) on inputs already on the
-    device, and its largest difference from fp32 eager on the same inputs."""
+def inference(check: Check, model, variant: str, batch: int) -> dict:
+    """The exported form (bg, scene -> mask, depth) on inputs already on the device, and its
+    largest difference from fp32 eager on the same inputs."""
     import torch
 
-    from maskdepth.benchmarks.measure import latency_stats, time_calls
     from maskdepth.train.device import CHANNELS_LAST
     from maskdepth.train.models.u2net import InferenceModel
 
-    device, size = torch.device(check.device), check.scale.infer_size
+    device, size = torch.device(check.device), check.size(224, 32)
     dtype = torch.float16 if variant.startswith("fp16") else torch.float32
     generator = torch.Generator().manual_seed(batch)
     planes = [torch.rand(batch, 3, size, size, generator=generator) * 4 - 2 for _ in range(2)]
     inputs = [p.to(device, dtype).contiguous(memory_format=CHANNELS_LAST) for p in planes]
     fp32 = InferenceModel(model).to(device).eval()
     net = copy.deepcopy(fp32).to(dtype).to(memory_format=CHANNELS_LAST)  # type: ignore[call-overload]
-    _peak(device)
     with torch.no_grad():
         reference = fp32(*(t.float() for t in inputs))
-        call = _cuda_graph(net, inputs) if "graph" in variant else partial(net, *inputs)
-        sync = torch.cuda.synchronize if check.cuda else lambda: None
-        times = time_calls(lambda: (call(), sync()), warmup=2, seconds=check.scale.row_seconds)
-        diff = max(float((o.float() - r).abs().max()) for o, r in zip(call(), reference))
-    stats = latency_stats(times, batch)
-    return {
-        "size": size,
-        "batch": batch,
-        **{k: round(stats[k], 3) for k in LATENCY},
-        "calls": stats["calls"],
-        "max_abs_vs_fp32": diff,
-        "peak_gib": _peak(device),
-    }
+        call = _cuda_graph(net, inputs) if "graph" in variant else lambda: net(*inputs)
+        row = {"size": size, "batch": batch} | timed(call, check.seconds, batch)
+        outputs: tuple = call()  # type: ignore[assignment]
+        diff = max(float((o.float() - r).abs().max()) for o, r in zip(outputs, reference))
+    return row | {"max_abs_vs_fp32": diff}
 
 
 def section_inference(check: Check) -> None:
@@ -438,370 +318,210 @@ def section_inference(check: Check) -> None:
     from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
     from maskdepth.train.models import create_model
 
-    key, scale, checkpoint = "inference", check.scale, check.made.get("checkpoint")
-    if not check.fits(key, "load the model", 1.0):
-        return
+    checkpoint = check.made.get("checkpoint")
     torch.manual_seed(0)  # without a trained model, seeded weights: latency does not care
-    model = (
-        model_from_checkpoint(load_checkpoint(checkpoint))[0] if checkpoint else create_model(MODEL)
-    )
-    for variant in INFERENCE:
-        for batch in scale.infer_batches:
-            name = f"{variant}, {scale.infer_size} px, batch {batch}, "
-            name += "trained weights" if checkpoint else "random weights"
-            if variant != "fp32" and not check.cuda:
-                slow = (
-                    ": fp16 convolutions on the CPU take seconds per call"
-                    if variant == "fp16"
-                    else ""
-                )
-                check.add(key, skipped(name, NEEDS_CUDA + slow))
-            elif check.fits(key, name, scale.row_seconds + 2.0):
-                check.add(
-                    key, attempt(name, partial(inference_latency, check, model, variant, batch))
-                )
+    model = model_from_checkpoint(load_checkpoint(checkpoint))[0] if checkpoint else None
+    model = model or create_model(MODEL)
+    weights = "trained weights" if checkpoint else "random weights"
+    for variant, batch in [(v, b) for v in INFERENCE for b in check.size((1, 32), (1, 2))]:
+        name = f"{variant}, {check.size(224, 32)} px, batch {batch}, {weights}"
+        if variant != "fp32" and not check.cuda:
+            check.skip("inference", name, NEEDS_CUDA)
+        else:
+            check.run("inference", name, partial(inference, check, model, variant, batch))
 
 
 def export_file(check: Check, fmt: str) -> dict:
     """``maskdepth export --format onnx`` (fp32) or ``engine --precision fp16``, each gated
-    against PyTorch on held-out samples; the file's size, time and parity."""
+    against PyTorch on held-out samples; the file, its size, time and parity."""
     from maskdepth.export.pipeline import ExportOptions, export
 
-    options = ExportOptions(
-        format=fmt, data=check.made["data"], parity_count=check.scale.parity_count
-    )
+    options = ExportOptions(format=fmt, data=check.made["data"], parity_count=check.size(64, 8))
     if fmt == "engine":
-        options.precision, options.max_batch = "fp16", max(check.scale.infer_batches)
-    result = export(
-        check.made["checkpoint"], check.out / "work" / "models" / f"model.{fmt}", options
-    )
-    row = {
-        "file": str(result.path),
-        "mb": round(result.size_bytes / 1e6, 2),
-        "export_s": round(sum(result.seconds.values()), 1),
-    }
-    if result.comparison is not None:
-        c = result.comparison
-        row |= {
-            "iou": round(c.candidate["iou"], 4),
-            "d_iou": round(c.d_iou, 5),
-            "max_abs": float(f"{c.measured()['max_abs']:.3g}"),
-            "parity": "ok" if c else "; ".join(c.failures()),
-        }
+        options.precision, options.max_batch = "fp16", check.size(32, 2)
+    path = check.out / "work" / "models" / f"model.{fmt}"
+    result = export(check.made["checkpoint"], path, options)
+    row = {"file": str(result.path), "mb": result.size_bytes / 1e6, **result.seconds}
+    if (c := result.comparison) is not None:
+        parity = "ok" if c else "; ".join(c.failures())
+        row |= {"iou": c.candidate["iou"], "d_iou": c.d_iou, **c.measured(), "parity": parity}
     if result.passed is False:
         return row | {"status": "failed", "why": f"parity against PyTorch: {row['parity']}"}
     check.made[fmt] = result.path
     return row
 
 
-def why_not(check: Check, backend: str, device: str, provider: str | None) -> str | None:
-    """Why ``backend`` cannot run here, in the words of the project's builder and runner and
-    onnxruntime's provider list (None: it can)."""
+def why_not(check: Check, device: str, doctor: str) -> str:
+    """Why a backend cannot run here ("" when it can), in ``maskdepth doctor``'s words; the
+    native engine needs a TensorRT flavour that both builds and runs here."""
     if device == "cuda" and not check.cuda:
         return NEEDS_CUDA
-    try:
-        if backend == "tensorrt":
-            from maskdepth.export.tensorrt_build import load_flavour
-            from maskdepth.runtime.engine_sidecar import target_problem
-            from maskdepth.runtime.runners.cuda import open_cuda_memory
-
-            flavour = load_flavour()
-            gpu = flavour.gpu
-            if gpu is None:
-                return "the CUDA driver sees no GPU"
-            open_cuda_memory(gpu.index).close()
-            return target_problem(flavour.name, flavour.target(), gpu.compute_capability, gpu.name)
-        import onnxruntime as ort
-    except Exception as exc:  # the builder's one line, or an import that fails
-        return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    available = ort.get_available_providers()
-    if provider in available:
-        return None
-    return f"onnxruntime {ort.__version__} has no {provider} (it has {', '.join(available)})"
+    if doctor != "engine":
+        return check.doctor[doctor.replace("trt", "tensorrt-ep")]
+    why = [check.doctor[f"build engine {f}"] or check.doctor[f"run engine {f}"] for f in FLAVOURS]
+    return "; ".join(f"{f}: {r}" for f, r in zip(FLAVOURS, why)) if all(why) else ""
 
 
-def backend_rows(
-    check: Check, label: str, path: Path, backend: str, device: str, provider: str | None
-) -> dict:
-    """``maskdepth bench``'s rows of ``path`` on ``backend``: latency per batch, and parity
-    against the PyTorch reference on held-out samples."""
+def bench(check: Check, device: str, jobs: list[tuple[str, str, Path]]) -> list[dict]:
+    """``maskdepth bench --device DEVICE``'s rows (its PyTorch reference, then each file on its
+    backend) with their fields as bench writes them; a row on another provider is skipped."""
     from maskdepth.benchmarks.bench import BenchOptions
-    from maskdepth.benchmarks.bench_rows import Context, model_rows
+    from maskdepth.benchmarks.bench_rows import Context, model_rows, reference_rows
 
-    scale = check.scale
-    options = BenchOptions(
-        data=check.made["data"],
-        reference=check.made["checkpoint"],
-        batches=scale.infer_batches,
-        count=scale.parity_count,
-        warmup=2,
-        seconds=scale.row_seconds,
-        device=device,
-    )
+    made, batches, count = check.made, check.size((1, 32), (1, 2)), check.size(64, 8)
+    options = BenchOptions(made["data"], made["checkpoint"], batches, count, seconds=check.seconds)
+    context = Context(replace(options, warmup=2, device=device))
+    found = [("PyTorch fp32 reference", r) for r in reference_rows(context)]
+    found += [(label, r) for label, kind, path in jobs for r in model_rows(path, kind, context)]
     rows = []
-    for row in model_rows(path, backend, Context(options)):
-        name = f"{label}, {row.precision}, batch {row.batch}"
+    for label, row in found:
+        name, fields = f"{label} on {device}, {row.precision}, batch {row.batch}", row.to_dict()
         if row.status.startswith("failed"):
-            rows.append(skipped(name, row.status.removeprefix("failed: "), "failed"))
-        elif provider and row.provider != provider:
-            why = f"onnxruntime fell back to {row.provider}: {provider} did not start"
-            return {"rows": [skipped(label, why)]}
+            why = row.status.removeprefix("failed: ")
+            rows.append({"name": name, "status": "failed", "why": why})
+        elif label.startswith("onnxruntime") and not label.endswith(row.provider):
+            why = f"onnxruntime ran it on {row.provider}: the provider did not start"
+            rows.append({"name": name, "status": "skipped", "why": why})
         else:
-            stats, parity = row.stats(), "ok" if row.status == "ok" else row.status
-            rows.append(
-                {
-                    "name": name,
-                    "status": "ok",
-                    "provider": row.provider,
-                    "device": row.device,
-                    "batch": row.batch,
-                    **{k: round(stats[k], 3) for k in LATENCY},
-                    "calls": stats["calls"],
-                    "iou": row.iou,
-                    "d_iou": row.d_iou,
-                    "rmse": row.rmse,
-                    "d_rmse": row.d_rmse,
-                    "max_abs": row.max_abs,
-                    "parity": parity,
-                }
-            )
-    return {"rows": rows}
+            del fields["latency_ms"]
+            latency, parity = fields.pop("latency"), fields.pop("status")
+            rows.append({"name": name, "status": "ok", **fields, **latency, "parity": parity})
+    return rows
 
 
 def section_exported(check: Check) -> None:
-    key, guess = "exported", check.scale.guess_s
-    if "checkpoint" not in check.made:  # out of time too: say so, with the cause
-        status = "skipped" if check.left() >= guess["export"] else OUT_OF_TIME
-        for label in ["export ONNX fp32"] + [label for label, *_ in BACKENDS]:
-            check.add(key, skipped(label, check.missing["checkpoint"], status))
+    key, labels = "exported", ["export ONNX fp32"] + [label for label, *_ in BACKENDS]
+    if "checkpoint" not in check.made:
+        for label in labels:
+            check.skip(key, label, "no checkpoint: the training run (section 3) did not end")
         return
-    check.missing["onnx"] = f"no ONNX file: the export was {OUT_OF_TIME}"
-    if check.fits(key, "export ONNX fp32", guess["export"]):
-        row = check.add(key, attempt("export ONNX fp32", partial(export_file, check, "onnx")))
-        check.missing["onnx"] = f"no ONNX file: the export {row['status']}: {row.get('why', '')}"
-    for label, backend, device, provider in BACKENDS:
-        why = why_not(check, backend, device, provider)
-        if why is not None or "onnx" not in check.made:
-            check.add(key, skipped(label, why or check.missing["onnx"]))
+    onnx = check.run(key, labels[0], partial(export_file, check, "onnx"))
+    jobs: dict[str, list] = {}
+    for label, backend, device, doctor in BACKENDS:
+        why = why_not(check, device, doctor) or onnx.get("why", "")
+        if not why and backend == "tensorrt":
+            built = check.run(key, f"build {label}", partial(export_file, check, "engine"))
+            why = built.get("why", "")
+        if why:
+            check.skip(key, label, why if why == NEEDS_CUDA else f"{why} (for {label})")
             continue
-        if backend == "tensorrt" and check.fits(key, f"build {label}", guess["engine"]):
-            check.add(key, attempt(f"build {label}", partial(export_file, check, "engine")))
-        path = check.made.get("engine" if backend == "tensorrt" else "onnx")
-        if path is not None and check.fits(key, label, 2 * check.scale.row_seconds + 5):
-            work = partial(backend_rows, check, label, path, backend, device, provider)
-            result = attempt(label, work)  # its rows, or one failed row
-            for row in result.get("rows", [result]):
-                check.add(key, row)
+        path = check.made["engine" if backend == "tensorrt" else "onnx"]
+        jobs.setdefault(device, []).append((label, backend, path))
+    for device, found in jobs.items():
+        check.run(key, f"bench on {device}", partial(bench, check, device, found))
 
 
-def run_pytest(files: list[str], timeout: float, log: Path) -> dict:
-    """``pytest -m gpu`` on the repository's tests (or ``files`` of them) in a subprocess."""
+def run_pytest(files: tuple[str, ...], timeout: float, log: Path) -> dict:
+    """``pytest -m gpu`` on the repository's tests (or ``files`` of them) in a subprocess; not
+    this check's own test, which would run the check again."""
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider"]
     command += ["-k", "not gpu_check", *[str(TESTS / name) for name in files or ["."]]]
-    try:  # not this check's own test, which would run the check again
-        done = subprocess.run(
-            command, cwd=TESTS.parent, capture_output=True, text=True, timeout=timeout
-        )
+    try:
+        done = subprocess.run(command, cwd=TESTS.parent, capture_output=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
-        write_bytes_atomic(
-            log, b"".join(s for s in (exc.stdout, exc.stderr) if isinstance(s, bytes))
-        )
-        return {
-            "status": OUT_OF_TIME,
-            "why": f"pytest still running after {timeout:.0f} s; stopped",
-        }
-    output = done.stdout + done.stderr
-    write_bytes_atomic(log, output.encode())
-    lines = [line.strip().strip("=").strip() for line in output.splitlines() if line.strip()]
-    pattern = r"\d+ (passed|failed|skipped|deselected|errors?)|no tests ran"
-    summary = next((line for line in reversed(lines) if re.search(pattern, line)), "(no summary)")
+        write_bytes_atomic(log, (exc.stdout or b"") + (exc.stderr or b""))
+        return {"status": OUT_OF_TIME, "why": f"pytest still running after {timeout:.0f} s"}
+    write_bytes_atomic(log, done.stdout + done.stderr)
+    summary = (done.stdout.decode(errors="replace").strip().splitlines() or ["(no output)"])[-1]
     counts = {word: int(n) for n, word in re.findall(r"(\d+) ([a-z]+)", summary)}
-    row = {
-        "tests": str(TESTS),
-        "files": files or "all",
-        "returncode": done.returncode,
-        "summary": summary,
-        **counts,
-        "log": str(log),
-    }
+    row = {"tests": str(TESTS), "files": list(files) or "all", "returncode": done.returncode}
+    row |= {"summary": summary.strip("= "), **counts, "log": str(log)}
     return row | ({"status": "failed", "why": summary} if done.returncode not in (0, 5) else {})
 
 
 def section_pytest(check: Check) -> None:
-    key, name = "pytest", "pytest -m gpu"
-    if check.pytest_files is None:
-        check.add(key, skipped(name, "--no-pytest"))
+    if not check.pytest:
+        check.skip("pytest", "pytest -m gpu", "--no-pytest")
     elif not (TESTS / "conftest.py").is_file():
-        check.add(key, skipped(name, f"no tests at {TESTS}: run from a checkout of the repository"))
-    elif check.fits(key, name, check.scale.guess_s["pytest"]):
-        work = partial(run_pytest, check.pytest_files, check.left(), check.out / "pytest_gpu.log")
-        check.add(key, attempt(name, work))
+        check.skip("pytest", "pytest -m gpu", f"no tests at {TESTS}: run it from a checkout")
+    else:
+        left = max(60 * check.minutes - (time.perf_counter() - check.started), PYTEST_MIN_S)
+        work = partial(run_pytest, check.pytest_files, left, check.out / "pytest_gpu.log")
+        check.run("pytest", "pytest -m gpu", work)
 
 
 def _cell(value) -> str:
-    if isinstance(value, bool) or value is None:
-        return {True: "yes", False: "no", None: ""}[value]
     if isinstance(value, float):
-        return (
-            f"{value:.1f}"
-            if abs(value) >= 100
-            else f"{value:.3f}"
-            if abs(value) >= 0.01 or not value
-            else f"{value:.3g}"
-        )
-    text = json.dumps(value, default=str) if isinstance(value, (dict, list, tuple)) else str(value)
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
-def _brief(row: dict) -> str:
-    if row["status"] != "ok":
-        return f"{row['status']}: {row.get('why', '')}"
-    return "ok: " + ", ".join(f"{k} {_cell(row[k])}" for k in BRIEF_KEYS if k in row)
+        return f"{value:.4g}"
+    text = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
+    return "" if value is None else text.replace("|", "\\|").replace("\n", " ")
 
 
 def to_markdown(report: dict) -> str:
     """The report as markdown: one table per section (name, status, every field, why)."""
-    options, state = report["options"], "finished" if report["finished"] else "not finished"
-    lines = [
-        f"# maskdepth gpu_check: --device {options['device']}, --minutes {options['minutes']:g}",
-        "",
-        f"{state}; {report['elapsed_s']:.0f} s so far. Latency: the model call alone, "
-        "after warm-up (ms per call).",
-    ]
+    device, minutes = report["options"]["device"], report["options"]["minutes"]
+    done = "finished" if report["finished"] else "not finished"
+    lines = [f"# maskdepth gpu_check --device {device} --minutes {minutes:g}"]
+    lines += ["", f"{done}; {report['elapsed_s']:.0f} s so far."]
     for section in report["sections"].values():
-        rows, budget, took = section["rows"], section["budget_s"], section["seconds"]
-        timing = section["status"] + (f", budget {budget:.0f} s" if budget is not None else "")
-        timing += f", took {took:.0f} s" if took is not None else ""
-        hidden = {"name", "status", "why", "traceback"}
-        head = [
-            "name",
-            "status",
-            *dict.fromkeys(k for r in rows for k in r if k not in hidden),
-            "why",
-        ]
+        rows, hidden = section["rows"], ("name", "status", "why", "traceback")
+        head = ["name", "status", *dict.fromkeys(k for r in rows for k in r if k not in hidden)]
+        head.append("why")
         table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         table += ["| " + " | ".join(_cell(r.get(k)) for k in head) + " |" for r in rows]
         lines += [
             "",
             f"## {section['title']}",
             "",
-            f"({timing})",
-            "",
-            *(table if rows else ["(no rows)"]),
+            f"({section['status']}, {section['seconds']} s)",
         ]
+        lines += ["", *(table if rows else ["(no rows)"])]
     return "\n".join(lines) + "\n"
 
 
-RUNNERS = {
-    "machine": section_machine,
-    "train_throughput": section_throughput,
-    "train_run": section_train_run,
-    "inference": section_inference,
-    "exported": section_exported,
-    "pytest": section_pytest,
+SECTIONS = {  # key: title, what makes its rows
+    "machine": ("1. Machine", section_machine),
+    "train_throughput": (f"2. Training throughput: {MODEL} on one batch", section_throughput),
+    "train_run": ("3. A short training run from scratch", section_train_run),
+    "inference": ("4. PyTorch inference", section_inference),
+    "exported": ("5. Exported model: onnxruntime and TensorRT", section_exported),
+    "pytest": ("6. pytest -m gpu", section_pytest),
 }
 
 
-def run_check(check: Check, options: dict) -> dict:
-    """Every section in order, each within its share of the clock; returns the report."""
-    check.report = {
-        "tool": "maskdepth.benchmarks.scripts.gpu_check",
-        "options": options,
-        "elapsed_s": 0.0,
-        "finished": False,
-        "sections": {
-            key: {
-                "title": title,
-                "status": "pending",
-                "budget_s": None,
-                "seconds": None,
-                "rows": [],
-            }
-            for key, title, _ in SECTIONS
-        },
-    }
-    for key, _, _ in SECTIONS:
-        check.begin(key)
+def run_check(check: Check) -> dict:
+    """Every section in order; returns the report."""
+    options = {k: getattr(check, k) for k in ("device", "minutes", "compile", "pytest_files")}
+    sections: dict[str, dict] = {}
+    check.report = {"tool": "gpu_check", "options": options, "finished": False}
+    check.report["sections"] = sections
+    for key, (title, run) in SECTIONS.items():
+        sections[key] = {"title": title, "status": "running", "seconds": None, "rows": []}
         started = time.perf_counter()
         try:
-            RUNNERS[key](check)
+            run(check)
         except Exception as exc:  # a bug in a section: say so and go on with the next
-            traceback.print_exc(file=sys.stderr)
-            check.add(key, skipped(f"section {key}", f"{type(exc).__name__}: {exc}", "failed"))
-        check.report["sections"][key] |= {
-            "status": "done",
-            "seconds": round(time.perf_counter() - started, 1),
-        }
+            traceback.print_exc()
+            check.skip(key, f"section {key}", f"{type(exc).__name__}: {exc}", "failed")
+        sections[key] |= {"status": "done", "seconds": round(time.perf_counter() - started, 1)}
     check.report["finished"] = True
     check.write()
     return check.report
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m maskdepth.benchmarks.scripts.gpu_check",
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n\n".join(__doc__.split("\n\n")[2:]),
-    )
-    parser.add_argument("--out", required=True, type=Path, help="folder for gpu_check.md/json")
-    parser.add_argument("--minutes", type=float, default=8.0, help="hard total budget")
-    parser.add_argument("--device", choices=["cuda", "cpu"], default="cuda")
-    parser.add_argument(
-        "--compile",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="torch.compile rows (default: on with cuda, off with cpu)",
-    )
-    parser.add_argument("--no-pytest", dest="pytest", action="store_false", help="skip section 6")
-    parser.add_argument(
-        "--pytest-files",
-        nargs="+",
-        default=[],
-        metavar="NAME",
-        help="test files (in tests/) for section 6 (default: all)",
-    )
-    args = parser.parse_args(argv)
-    if not args.minutes > 0:
-        parser.error(f"--minutes {args.minutes}: expected a positive number")
-    return args
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
     from maskdepth.train.device import pick_device
     from maskdepth.train.distributed import from_environment
 
+    prog, raw = (
+        "python -m maskdepth.benchmarks.scripts.gpu_check",
+        argparse.RawDescriptionHelpFormatter,
+    )
+    parser = argparse.ArgumentParser(prog, description=__doc__, formatter_class=raw)
+    add_options(parser, Check)
+    check: Check = options_from(Check, parser.parse_args(argv))
     try:
-        device = pick_device(args.device, from_environment()).type
+        check.device = pick_device(check.device, from_environment()).type
     except MaskDepthError as exc:
         print(f"gpu_check: error: {exc}", file=sys.stderr)
         return 2
-    args.out.mkdir(parents=True, exist_ok=True)
-    check = Check(
-        args.out,
-        device,
-        args.minutes,
-        device == "cuda" if args.compile is None else args.compile,
-        args.pytest_files if args.pytest else None,
-        CUDA_SCALE if device == "cuda" else CPU_SCALE,
-    )
-    options = {
-        "device": device,
-        "minutes": args.minutes,
-        "out": str(args.out),
-        "compile": check.compile,
-        "pytest": check.pytest_files,
-    }
-    report = run_check(check, options)
-    rows = [row for section in report["sections"].values() for row in section["rows"]]
-    counts = {
-        s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", OUT_OF_TIME, "failed")
-    }
-    print(
-        f"gpu_check: {', '.join(f'{n} {s}' for s, n in counts.items())} in "
-        f"{report['elapsed_s']:.0f} s; wrote gpu_check.md and gpu_check.json in {args.out}"
-    )
+    check.compile = check.cuda if check.compile is None else check.compile
+    check.out.mkdir(parents=True, exist_ok=True)
+    rows = [row for section in run_check(check)["sections"].values() for row in section["rows"]]
+    counts = {s: sum(r["status"] == s for r in rows) for s in ("ok", "skipped", OUT_OF_TIME)}
+    counts["failed"] = len(rows) - sum(counts.values())
+    said = ", ".join(f"{n} {s}" for s, n in counts.items())
+    print(f"gpu_check: {said} in {check.report['elapsed_s']:.0f} s; wrote {check.out}/gpu_check.md")
     return 1 if counts["failed"] else 0
 
 
