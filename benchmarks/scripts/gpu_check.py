@@ -1,3 +1,4 @@
+# long file: one standalone script a GPU machine runs alone; six sections of short functions.
 """Prove the GPU half of maskdepth on one CUDA GPU with the project's own code, and say why for
 every part that cannot run there.
 
@@ -155,16 +156,17 @@ def timed(call: Callable[[], object], seconds: float, batch: int) -> dict:
 
 def section_machine(check: Check) -> None:
     from maskdepth.benchmarks.measure import machine
-    from maskdepth.doctor import collect, probe
 
     info = machine()
     info["versions"] = ", ".join(f"{k} {v}" for k, v in info["versions"].items())
     for name, value in info.items():
         check.add("machine", {"name": name, "status": "ok", "value": value})
-    for row in collect(probe(torch=True)):  # torch's view of CUDA, each backend here or why not
-        check.doctor[row.name] = "" if row.ok else row.reason
-        value = row.value if row.ok else f"no: {row.reason}"
-        check.add("machine", {"name": f"doctor: {row.name}", "status": "ok", "value": value})
+    doctor = [sys.executable, "-m", "maskdepth", "doctor", "--torch", "--json"]  # torch's CUDA too
+    done = subprocess.run(doctor, capture_output=True, text=True, timeout=300)
+    for row in json.loads(done.stdout)["checks"]:  # each backend here, or why not
+        check.doctor[row["name"]] = "" if row["ok"] else row["reason"]
+        value = row["value"] if row["ok"] else f"no: {row['reason']}"
+        check.add("machine", {"name": f"doctor: {row['name']}", "status": "ok", "value": value})
 
 
 def train_throughput(check: Check, variant: str, size: int, batch: int) -> dict:
@@ -201,9 +203,8 @@ def train_throughput(check: Check, variant: str, size: int, batch: int) -> dict:
         state.step_optimizer()
 
     precision = str(state.dtype or "fp32").removeprefix("torch.")
-    return {"size": size, "batch": batch, "precision": precision} | timed(
-        step, check.seconds, batch
-    )
+    row = {"size": size, "batch": batch, "precision": precision}
+    return row | timed(step, check.seconds, batch)
 
 
 def section_throughput(check: Check) -> None:
@@ -212,13 +213,12 @@ def section_throughput(check: Check) -> None:
         work = partial(train_throughput, check, variant, size, batch)
         check.run("train_throughput", f"{variant}, {size} px, batch {batch}", work)
     size, batch = check.size((224, 64), (32, 2))  # one compile: it takes a minute
-    name, why = f"{COMPILED}, {size} px, batch {batch}", "torch.compile off (--no-compile)"
+    name, work = f"{COMPILED}, {size} px, batch {batch}", partial(train_throughput, check)
     if check.compile:
-        check.run("train_throughput", name, partial(train_throughput, check, COMPILED, size, batch))
+        check.run("train_throughput", name, partial(work, COMPILED, size, batch))
     else:
-        check.skip(
-            "train_throughput", name, why + " (off by default with --device cpu)" * (not check.cuda)
-        )
+        why = "torch.compile off (--no-compile; off by default with --device cpu)"
+        check.skip("train_throughput", name, why)
 
 
 def synthesize(check: Check) -> dict:
@@ -227,10 +227,8 @@ def synthesize(check: Check) -> dict:
     from maskdepth.train.data.synth import synthesize
 
     folder, size, count = check.out / "work" / "synth", check.size(224, 32), check.size(2000, 40)
-    workers = default_workers()
-    result = synthesize(
-        folder, count, size=size, seed=0, workers=workers, overwrite=True, progress=False
-    )
+    options = dict(size=size, seed=0, workers=default_workers(), overwrite=True, progress=False)
+    result = synthesize(folder, count, **options)
     check.made["data"] = folder
     return {k: result[k] for k in ("scenes", "seconds", "scenes_per_s")} | {"folder": str(folder)}
 
