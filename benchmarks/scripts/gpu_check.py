@@ -10,7 +10,7 @@ Six sections of rows, written to DIR/gpu_check.json and .md after every row (ato
 1. machine: measure.machine() and maskdepth doctor's rows;
 2. training throughput: the trainer's TrainState and step on one batch, fp32 NCHW against AMP
    channels_last and torch.compile, by torch.utils.benchmark;
-3. maskdepth data synth, then maskdepth train with --max-minutes a fifth of --minutes;
+3. maskdepth data synth, then maskdepth train with --max-minutes 15 % of --minutes;
 4. PyTorch inference of the exported form: fp32, fp16 and CUDA graphs of both;
 5. maskdepth export (ONNX fp32, an fp16 engine, each parity-gated), then maskdepth bench's rows
    for onnxruntime's CPU, CUDA and TensorRT providers and native TensorRT, where doctor says
@@ -52,8 +52,9 @@ BACKENDS = (  # the provider a row must run on (label), bench's backend, device,
     ("TensorRT native (fp16 engine)", "tensorrt", "cuda", "engine"),
 )
 NEEDS_CUDA, OUT_OF_TIME = "needs CUDA (--device cpu)", "out of time"
-TRAIN_SHARE, PYTEST_MIN_S = 0.2, 90.0  # of --minutes: the training run's; pytest's least
+TRAIN_SHARE, PYTEST_MIN_S = 0.15, 90.0  # of --minutes: the training run's; pytest's least
 TESTS = Path(__file__).resolve().parents[2] / "tests"  # benchmarks/scripts/ -> the repository
+COMPILE, FILES = "torch.compile rows (default: on with cuda)", "test files in tests/ (default: all)"
 EXPECTED = (MaskDepthError, MissingDependencyError)  # errors that say why in one line
 
 
@@ -70,21 +71,11 @@ class Check:
     engine) or found (``doctor``: each of doctor's rows' reason, "" when ok)."""
 
     out: Path = option(type=Path, required=True, help="folder for gpu_check.md and .json")
-    minutes: float = option(8.0, type=_minutes, help="training gets a fifth, pytest the rest")
+    minutes: float = option(8.0, type=_minutes, help="train gets 0.15 of it, pytest the rest")
     device: str = option("cuda", choices=["cuda", "cpu"])
-    compile: bool | None = option(
-        None,
-        action=argparse.BooleanOptionalAction,
-        help="torch.compile rows (default: on with cuda only)",
-    )
+    compile: bool | None = option(None, action=argparse.BooleanOptionalAction, help=COMPILE)
     pytest: bool = option(True, "--no-pytest", action="store_false", help="skip section 6")
-    pytest_files: tuple[str, ...] = option(
-        (),
-        nargs="+",
-        metavar="NAME",
-        convert=tuple,
-        help="test files (in tests/) for section 6 (default: all)",
-    )
+    pytest_files: tuple[str, ...] = option((), nargs="+", metavar="NAME", help=FILES)
     started: float = field(default_factory=time.perf_counter)
     made: dict[str, Path] = field(default_factory=dict)
     doctor: dict[str, str] = field(default_factory=dict)
@@ -100,7 +91,7 @@ class Check:
 
     @property
     def seconds(self) -> float:  # timed seconds per throughput, inference and bench row
-        return self.size(2.0, 0.2)
+        return self.size(1.0, 0.2)
 
     def run(self, key: str, name: str, work: Callable[[], dict | list[dict]]) -> dict:
         """Add ``work()``'s fields as an ok row (it may set its own status) or its rows (a
@@ -226,7 +217,7 @@ def synthesize(check: Check) -> dict:
     from maskdepth.train.data.parallel import default_workers
     from maskdepth.train.data.synth import synthesize
 
-    folder, size, count = check.out / "work" / "synth", check.size(224, 32), check.size(2000, 40)
+    folder, size, count = check.out / "work" / "synth", check.size(224, 32), check.size(1000, 40)
     options = dict(size=size, seed=0, workers=default_workers(), overwrite=True, progress=False)
     result = synthesize(folder, count, **options)
     check.made["data"] = folder
@@ -355,8 +346,11 @@ def why_not(check: Check, device: str, doctor: str) -> str:
     if device == "cuda" and not check.cuda:
         return NEEDS_CUDA
     if doctor != "engine":
-        return check.doctor[doctor.replace("trt", "tensorrt-ep")]
-    why = [check.doctor[f"build engine {f}"] or check.doctor[f"run engine {f}"] for f in FLAVOURS]
+        return check.doctor.get(doctor.replace("trt", "tensorrt-ep"), "doctor did not say")
+    why = [
+        check.doctor.get(f"build engine {f}", "?") or check.doctor[f"run engine {f}"]
+        for f in FLAVOURS
+    ]
     return "; ".join(f"{f}: {r}" for f, r in zip(FLAVOURS, why)) if all(why) else ""
 
 
@@ -457,13 +451,8 @@ def to_markdown(report: dict) -> str:
         head.append("why")
         table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         table += ["| " + " | ".join(_cell(r.get(k)) for k in head) + " |" for r in rows]
-        lines += [
-            "",
-            f"## {section['title']}",
-            "",
-            f"({section['status']}, {section['seconds']} s)",
-        ]
-        lines += ["", *(table if rows else ["(no rows)"])]
+        took = f"({section['status']}, {section['seconds']} s)"
+        lines += ["", f"## {section['title']}", "", took, "", *(table if rows else ["(no rows)"])]
     return "\n".join(lines) + "\n"
 
 
@@ -501,10 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     from maskdepth.train.device import pick_device
     from maskdepth.train.distributed import from_environment
 
-    prog, raw = (
-        "python -m maskdepth.benchmarks.scripts.gpu_check",
-        argparse.RawDescriptionHelpFormatter,
-    )
+    raw, prog = argparse.RawDescriptionHelpFormatter, "python -m " + __spec__.name
     parser = argparse.ArgumentParser(prog, description=__doc__, formatter_class=raw)
     add_options(parser, Check)
     check: Check = options_from(Check, parser.parse_args(argv))
