@@ -172,7 +172,7 @@ def train_throughput(check: Check, variant: str, size: int, batch: int) -> dict:
     from maskdepth.train.state import TrainState
 
     device, amp = torch.device(check.device), variant != FP32
-    config = TrainConfig(model=MODEL, size=size, batch=batch, amp=amp, device=check.device)
+    config = TrainConfig(model=MODEL, sizes=[size], batch=batch, amp=amp, device=check.device)
     torch.manual_seed(0)
     state = TrainState(config, Dist(), device, steps_per_epoch=1, started=time.perf_counter())
     fmt = CHANNELS_LAST if amp else torch.contiguous_format
@@ -237,8 +237,9 @@ def train_run(check: Check) -> dict:
     shutil.rmtree(run, ignore_errors=True)  # the trainer refuses a folder that holds a run
     shape = dict(size=check.size(224, 32), batch=check.size(32, 4), steps=check.size(None, 6))
     data, budget, workers = str(check.made["data"]), check.minutes * TRAIN_SHARE, default_workers()
-    config = TrainConfig(data=data, model=MODEL, out=str(run), device=check.device, **shape)
-    config = replace(config, amp=check.cuda, max_minutes=budget, samples=2, progress=False)
+    config = TrainConfig(data=data, model=MODEL, out=str(run), device=check.device, amp=check.cuda)
+    config = replace(config, sizes=[shape["size"]], batch=shape["batch"], steps=shape["steps"])
+    config = replace(config, max_minutes=budget, samples=2, progress=False)
     config.workers = check.size(workers, 0)
     result = train_stages(config)
     check.made["checkpoint"] = Path(result["best_path"])
