@@ -1,17 +1,67 @@
-"""What a TensorRT plan is built for: the input profile (batch and image sizes) and the compute
-capabilities of a TensorRT-RTX plan. Plain values, no TensorRT here."""
+"""What a TensorRT plan is built for: which flavour builds here, the input profile (batch and
+image sizes) and the compute capabilities a plan targets. Plain values, no TensorRT here (so
+``maskdepth doctor`` asks these rules about any machine it describes)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from maskdepth.runtime.engine_sidecar import (
+    FLAVOURS,
     RTX_COMPUTE_CAPABILITIES,
     RTX_DEFAULT_COMPUTE_CAPABILITIES,
 )
-from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.model_info import INPUT_NAMES, STRIDE
+
+if TYPE_CHECKING:
+    from maskdepth.runtime.runners.cuda import GpuInfo
+
+INSTALL_HINT = (
+    "pip install tensorrt-rtx-cu12 (builds on any machine, for RTX-class GPUs) or "
+    "pip install tensorrt (builds on the target GPU)"
+)
+
+
+def choose_flavour(
+    name: str, importable: Collection[str], gpu: GpuInfo | None, device: int = 0
+) -> str:
+    """The flavour that builds here, given the flavours that import and GPU ``device`` (None:
+    none), or raise in one line why none can. ``auto``: ``tensorrt`` when it imports and there
+    is a GPU (a plan tuned for that GPU), else ``tensorrt_rtx``."""
+    if name not in ("auto", *FLAVOURS):
+        raise MaskDepthError(f"TensorRT flavour {name!r}: expected auto, {', '.join(FLAVOURS)}")
+    wanted = [n for n in FLAVOURS if name in ("auto", n) and n in importable]
+    if "tensorrt" in wanted and gpu:
+        return "tensorrt"
+    if "tensorrt_rtx" in wanted:
+        return "tensorrt_rtx"
+    if wanted:
+        raise MaskDepthError(
+            f"tensorrt builds engines on the GPU they are for, and this machine has no CUDA GPU "
+            f"{device}: build on the target machine, or ahead of time with tensorrt-rtx-cu12"
+        )
+    wanted_text = "TensorRT" if name == "auto" else name
+    raise MissingDependencyError(
+        f"building engines needs {wanted_text}, not installed: {INSTALL_HINT}"
+    )
+
+
+def plan_target(
+    flavour: str, gpu: GpuInfo | None, compute_capabilities: Sequence[str] | None = None
+) -> dict:
+    """The sidecar's ``target`` of a plan ``flavour`` builds: the compute capabilities asked
+    for (tensorrt_rtx, :func:`check_compute_capabilities`) or the GPU it builds on (tensorrt)."""
+    if flavour == "tensorrt_rtx":
+        return {"compute_capabilities": list(check_compute_capabilities(compute_capabilities))}
+    if gpu is None:
+        raise MaskDepthError(
+            f"{flavour} builds engines on the GPU they are for, and this flavour was loaded "
+            "without one"
+        )
+    return {"gpu": gpu.name, "compute_capability": gpu.compute_capability}
 
 
 def check_compute_capabilities(values: Sequence[str] | None) -> tuple[str, ...]:

@@ -31,22 +31,20 @@ from typing import Any
 from tqdm import tqdm
 
 from maskdepth.runtime.engine_sidecar import FLAVOURS, make_sidecar, sidecar_path, write_sidecar
-from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
+from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import write_bytes_atomic
 from maskdepth.runtime.model_info import INPUT_NAMES, ModelInfo, read_onnx_info
 from maskdepth.runtime.runners.cuda import GpuInfo, current_gpu, gpu_info
 from maskdepth.runtime.runners.tensorrt import FlavourLogger, flavour_logger
 
-from .targets import (  # noqa: F401 (the RTX targets: re-exported for callers)
+from .targets import (  # noqa: F401 (the RTX targets and the hint: re-exported for callers)
+    INSTALL_HINT,
     RTX_COMPUTE_CAPABILITIES,
     RTX_DEFAULT_COMPUTE_CAPABILITIES,
     Profile,
     check_compute_capabilities,
-)
-
-INSTALL_HINT = (
-    "pip install tensorrt-rtx-cu12 (builds on any machine, for RTX-class GPUs) or "
-    "pip install tensorrt (builds on the target GPU)"
+    choose_flavour,
+    plan_target,
 )
 
 
@@ -64,18 +62,13 @@ class Flavour:
 
     def target(self, compute_capabilities: Sequence[str] | None = None) -> dict:
         """The sidecar's ``target``: the compute capabilities (rtx) or this GPU (tensorrt)."""
-        if self.name == "tensorrt_rtx":
-            return {"compute_capabilities": list(check_compute_capabilities(compute_capabilities))}
-        gpu = self.build_gpu()
-        return {"gpu": gpu.name, "compute_capability": gpu.compute_capability}
+        return plan_target(self.name, self.gpu, compute_capabilities)
 
     def build_gpu(self) -> GpuInfo:
         """The GPU a ``tensorrt`` plan is built on and for (:func:`load_flavour` finds it)."""
         if self.gpu is None:
-            raise MaskDepthError(
-                f"{self.name} builds engines on the GPU they are for, and this flavour was "
-                "loaded without one"
-            )
+            plan_target("tensorrt", None)  # raises: tensorrt builds on the GPU it is for
+        assert self.gpu is not None
         return self.gpu
 
 
@@ -85,22 +78,12 @@ def load_flavour(name: str = "auto", device: int = 0) -> Flavour:
     ``auto``: ``tensorrt`` when it is installed and a CUDA GPU is present (a plan tuned for that
     GPU), else ``tensorrt_rtx``.
     """
-    if name not in ("auto", *FLAVOURS):
-        raise MaskDepthError(f"TensorRT flavour {name!r}: expected auto, {', '.join(FLAVOURS)}")
     modules = {n: _try_import(n) for n in FLAVOURS if name in ("auto", n)}
     gpu = gpu_info(device)
-    trt, rtx = modules.get("tensorrt"), modules.get("tensorrt_rtx")
-    if trt and gpu:
-        return Flavour("tensorrt", trt, gpu)
-    if rtx:
-        return Flavour("tensorrt_rtx", rtx, gpu)
-    if trt:
-        raise MaskDepthError(
-            f"tensorrt builds engines on the GPU they are for, and this machine has no CUDA GPU "
-            f"{device}: build on the target machine, or ahead of time with tensorrt-rtx-cu12"
-        )
-    wanted = "TensorRT" if name == "auto" else name
-    raise MissingDependencyError(f"building engines needs {wanted}, not installed: {INSTALL_HINT}")
+    chosen = choose_flavour(name, [n for n, m in modules.items() if m], gpu, device)
+    trt = modules[chosen]
+    assert trt is not None  # choose_flavour takes only a flavour that imports
+    return Flavour(chosen, trt, gpu)
 
 
 def _try_import(name: str) -> ModuleType | None:

@@ -43,13 +43,10 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from maskdepth import __version__
+from maskdepth.export import targets
 from maskdepth.options import add_options, option, options_from
-from maskdepth.runtime.engine_sidecar import (
-    FLAVOURS,
-    INSTALL,
-    RTX_COMPUTE_CAPABILITIES,
-    RTX_DEFAULT_COMPUTE_CAPABILITIES,
-)
+from maskdepth.runtime.engine_sidecar import FLAVOURS, INSTALL, target_problem
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.runners.cuda import GpuInfo, _driver, gpu_info
 
 # onnxruntime's provider names, as in maskdepth.runtime.runners.ort, which cannot be imported
@@ -77,8 +74,6 @@ class Facts:
     system: str
     cpu: str
     cores: int  # usable by this process
-    rtx_compute_capabilities: tuple[str, ...]  # export.tensorrt_build's, all TensorRT-RTX builds
-    rtx_default_compute_capabilities: tuple[str, ...]
     cpu_count: int | None = None  # in the machine
     driver: str | None = None  # NVIDIA driver release (NVML), e.g. "550.54.15"
     driver_cuda: str | None = None  # CUDA version the driver supports; None: no driver
@@ -270,56 +265,81 @@ def _gpu_wheel_hint(facts: Facts) -> str:
     return install
 
 
-def _rtx_targets(facts: Facts) -> str:
-    return ", ".join(facts.rtx_compute_capabilities)
+def _rule_says(facts: Facts, flavour: str, exc: Exception) -> str:
+    """A rule's one-line refusal, and why the flavour does not import when it is broken."""
+    why = str(exc).strip().splitlines()[0]
+    return f"{why} ({flavour} does not import)" if flavour in facts.broken else why
 
 
 def _build_engine(facts: Facts, flavour: str) -> Check:
+    """What the builder answers: :func:`~maskdepth.export.targets.choose_flavour` (does the
+    flavour build here) and :func:`~maskdepth.export.targets.plan_target` (for what)."""
     name = f"build engine {flavour}"
     reasons = _missing_for_export(facts)
-    if flavour not in facts.tensorrt:
-        reasons.append(_absent(facts, flavour))
-    gpu = facts.gpu
-    if flavour == "tensorrt" and gpu is None:
-        reasons.append(f"it builds on the GPU it is for: {NO_GPU} (tensorrt_rtx needs none)")
+    try:
+        targets.choose_flavour(flavour, facts.tensorrt, facts.gpu)
+        target = targets.plan_target(flavour, facts.gpu)
+    except (MaskDepthError, MissingDependencyError) as exc:
+        reasons.append(_rule_says(facts, flavour, exc))
     if reasons:
         return Check(name, False, reason="; ".join(reasons))
-    if flavour == "tensorrt" and gpu is not None:  # None was a reason above
-        return Check(name, True, f"for this GPU ({gpu.name}, {gpu.compute_capability})")
-    value = f"for compute capabilities {_rtx_targets(facts)}, without a GPU"
-    return Check(name, True, value, _rtx_note(facts))
+    default = "the default of --format engine" if _default_flavour(facts) == flavour else ""
+    if "gpu" in target:
+        value = f"for this GPU ({target['gpu']}, {target['compute_capability']})"
+        return Check(name, True, value, default)
+    value = f"for compute capabilities {', '.join(targets.RTX_COMPUTE_CAPABILITIES)}"
+    value += ", without a GPU" if facts.gpu is None else ""
+    return Check(name, True, value, "; ".join(n for n in (_rtx_note(facts), default) if n))
+
+
+def _default_flavour(facts: Facts) -> str | None:
+    try:
+        return targets.choose_flavour("auto", facts.tensorrt, facts.gpu)
+    except (MaskDepthError, MissingDependencyError):
+        return None
 
 
 def _rtx_note(facts: Facts) -> str:
-    defaults = facts.rtx_default_compute_capabilities
-    opt_in = [cc for cc in facts.rtx_compute_capabilities if cc not in defaults]
+    """The targets of a TensorRT-RTX plan by default, and this GPU among them or not."""
+    defaults = targets.check_compute_capabilities(None)
+    opt_in = [cc for cc in targets.RTX_COMPUTE_CAPABILITIES if cc not in defaults]
     note = f"{', '.join(opt_in)} only when asked (--compute-capability)" if opt_in else ""
     gpu = facts.gpu
-    cc = gpu.compute_capability if gpu else None
-    if gpu and cc and cc not in facts.rtx_compute_capabilities:
-        return f"not for this GPU ({gpu.name}, {cc}); {note}".rstrip("; ")
-    if cc in opt_in:
+    if gpu is None:
+        return note
+    try:
+        targets.check_compute_capabilities([gpu.compute_capability])
+    except MaskDepthError:
+        return f"not for this GPU ({gpu.name}, {gpu.compute_capability}); {note}".rstrip("; ")
+    if gpu.compute_capability not in defaults:
+        cc = gpu.compute_capability
         return f"this GPU is {cc}, not a default target: --compute-capability {cc}"
     return note
 
 
 def _run_engine(facts: Facts, flavour: str) -> Check:
+    """What the runner answers of a plan built for this GPU: the flavour imports, a GPU,
+    :func:`~maskdepth.runtime.engine_sidecar.target_problem`, and memory for its buffers."""
     name = f"run engine {flavour}"
     reasons = [] if flavour in facts.tensorrt else [_absent(facts, flavour)]
-    cc = facts.gpu.compute_capability if facts.gpu else None
-    if cc is None:
+    gpu = facts.gpu
+    if gpu is None:
         reasons.append(f"{NO_GPU} (engines run on a GPU; on the CPU, run the ONNX file)")
-    elif flavour == "tensorrt_rtx" and cc not in facts.rtx_compute_capabilities:
-        reasons.append(
-            f"TensorRT-RTX cannot build for this GPU's compute capability {cc} (it builds for "
-            f"{_rtx_targets(facts)}): use tensorrt"
-        )
+    else:
+        cc = gpu.compute_capability
+        try:
+            target = targets.plan_target(flavour, gpu, [cc] if flavour == "tensorrt_rtx" else None)
+            problem = target_problem(flavour, target, cc, gpu.name)
+        except MaskDepthError as exc:
+            problem = f"no {flavour} plan can target this GPU ({exc}): use tensorrt"
+        reasons += [problem] if problem else []
     if not facts.cuda_memory:
         reasons.append("no pycuda or cuda-python for GPU memory")
-    if reasons:
+    if reasons or gpu is None:
         return Check(name, False, reason="; ".join(reasons))
     version = facts.tensorrt[flavour]
-    return Check(name, True, f"plans built by {flavour} {version} for compute capability {cc}")
+    value = f"plans built by {flavour} {version} for compute capability {gpu.compute_capability}"
+    return Check(name, True, value)
 
 
 # ----------------------------------------------------------------------------------- output
@@ -350,7 +370,6 @@ def probe(torch: bool = False) -> Facts:
     broken: dict[str, str] = {}
     onnxruntime = _import("onnxruntime", broken)
     driver_cuda, gpu_count, memory = _driver_facts(0)
-    rtx, rtx_default = RTX_COMPUTE_CAPABILITIES, RTX_DEFAULT_COMPUTE_CAPABILITIES
     tensorrt = {name: _import(name, broken) for name in FLAVOURS}
     return Facts(
         maskdepth=__version__,
@@ -359,8 +378,6 @@ def probe(torch: bool = False) -> Facts:
         cpu=cpu_name(),
         cores=default_workers(),
         cpu_count=os.cpu_count(),
-        rtx_compute_capabilities=rtx,
-        rtx_default_compute_capabilities=rtx_default,
         driver=_driver_release() if driver_cuda else None,
         driver_cuda=driver_cuda,
         gpu=gpu_info(0),

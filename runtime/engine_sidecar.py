@@ -157,6 +157,14 @@ def check_sidecar(
         raise MaskDepthError(f"{engine_path}: {'; '.join(problems)}; rebuild with: {command}")
 
 
+def target_problem(
+    flavour: str, target: dict, gpu_cc: str | None, gpu_name: str | None = None
+) -> str | None:
+    """Why a plan that ``flavour`` built for ``target`` (the sidecar's) cannot run on a GPU of
+    compute capability ``gpu_cc``; None: it can, or ``gpu_cc`` is None (no GPU to compare)."""
+    return _target_problem({"flavour": flavour, "target": target}, gpu_cc, gpu_name)
+
+
 def _target_problem(sidecar: dict, gpu_cc: str | None, gpu_name: str | None) -> str | None:
     target = sidecar["target"]
     if gpu_cc is None:

@@ -25,10 +25,14 @@ from maskdepth.doctor import (
     format_lines,
     probe,
 )
+from maskdepth.export import targets
+from maskdepth.runtime import engine_sidecar
 from maskdepth.runtime.engine_sidecar import (
     RTX_COMPUTE_CAPABILITIES,
     RTX_DEFAULT_COMPUTE_CAPABILITIES,
+    target_problem,
 )
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.runners.cuda import GpuInfo
 
 RTX, RTX_DEFAULT = RTX_COMPUTE_CAPABILITIES, RTX_DEFAULT_COMPUTE_CAPABILITIES
@@ -50,8 +54,6 @@ def _facts(**changes) -> Facts:
         system="Linux",
         cpu="Test CPU",
         cores=8,
-        rtx_compute_capabilities=RTX,
-        rtx_default_compute_capabilities=RTX_DEFAULT,
         torch="2.5.1",
         onnx="1.17.0",
         onnxruntime="1.20.1",
@@ -96,8 +98,11 @@ def test_a100_with_tensorrt_rtx_and_the_cuda_provider_builds_and_runs():
     run = rows["run engine tensorrt_rtx"]
     assert run.ok and "1.7.1.116" in run.value and "8.0" in run.value
     assert "not for this GPU" not in rows["build engine tensorrt_rtx"].reason
+    assert "the default of --format engine" in rows["build engine tensorrt_rtx"].reason
     # Only TensorRT-RTX here: full TensorRT neither builds nor backs the TensorRT provider.
-    for name in ("build engine tensorrt", "run engine tensorrt", "run onnx tensorrt-ep"):
+    build = rows["build engine tensorrt"]
+    assert not build.ok and "building engines needs tensorrt, not installed" in build.reason
+    for name in ("run engine tensorrt", "run onnx tensorrt-ep"):
         assert not rows[name].ok and "tensorrt is not installed" in rows[name].reason
 
 
@@ -106,7 +111,7 @@ def test_h200_with_tensorrt_rtx_only_cannot_target_compute_capability_9_0():
     assert "9.0" not in RTX
     run = rows["run engine tensorrt_rtx"]
     assert not run.ok
-    assert "cannot build for this GPU's compute capability 9.0" in run.reason
+    assert "no tensorrt_rtx plan can target this GPU (--compute-capability 9.0" in run.reason
     assert ", ".join(RTX) in run.reason and "use tensorrt" in run.reason
     build = rows["build engine tensorrt_rtx"]  # still builds, for other GPUs
     assert build.ok and "not for this GPU (NVIDIA H200, 9.0)" in build.reason
@@ -133,6 +138,76 @@ def test_turing_is_a_target_only_when_asked():
     assert "--compute-capability 7.5" in rows["build engine tensorrt_rtx"].reason
 
 
+GPUS = [None] + [GpuInfo(0, f"GPU {cc}", cc) for cc in ("7.0", "8.6", "9.0", "12.0")]
+INSTALLED = [{}, {"tensorrt": "10.7.0"}, {"tensorrt_rtx": "1.7.1.116"},
+             {"tensorrt": "10.7.0", "tensorrt_rtx": "1.7.1.116"}]  # fmt: skip
+
+
+def _answer(rule, *args) -> str | None:
+    """None when the real rule accepts, else its one-line refusal."""
+    try:
+        rule(*args)
+    except (MaskDepthError, MissingDependencyError) as exc:
+        return str(exc)
+    return None
+
+
+def _engine_facts(gpu: GpuInfo | None, installed: dict) -> Facts:
+    return _gpu_machine(gpu, tensorrt=installed) if gpu else _facts(tensorrt=installed)
+
+
+@pytest.mark.parametrize("installed", INSTALLED, ids=lambda d: "+".join(d) or "none")
+@pytest.mark.parametrize("gpu", GPUS, ids=lambda g: g.compute_capability if g else "no-gpu")
+def test_engine_rows_are_what_the_builder_and_the_runner_answer(gpu, installed):
+    rows = _rows(_engine_facts(gpu, installed))
+    for flavour in ("tensorrt", "tensorrt_rtx"):
+        build, run = rows[f"build engine {flavour}"], rows[f"run engine {flavour}"]
+        refused = _answer(targets.choose_flavour, flavour, installed, gpu)
+        assert build.ok == (refused is None), (flavour, build)
+        assert refused is None or refused in build.reason
+        if build.ok:
+            target = targets.plan_target(flavour, gpu)
+            shown = target.get("compute_capabilities") or [target["compute_capability"]]
+            assert ", ".join(shown) in build.value or ", ".join(RTX) in build.value
+        # A plan built for this GPU (its compute capability asked for), then the runner's check.
+        if gpu is None:
+            assert not run.ok and NO_GPU in run.reason
+            continue
+        ccs = [gpu.compute_capability] if flavour == "tensorrt_rtx" else None
+        unbuildable = _answer(targets.plan_target, flavour, gpu, ccs)
+        problem = unbuildable or target_problem(
+            flavour, targets.plan_target(flavour, gpu, ccs), gpu.compute_capability, gpu.name
+        )
+        assert run.ok == (flavour in installed and problem is None), (flavour, run)
+        assert problem is None or problem in run.reason
+    auto = _answer(targets.choose_flavour, "auto", installed, gpu)
+    defaults = [n for n in rows if "the default of --format engine" in rows[n].reason]
+    picked = None if auto else targets.choose_flavour("auto", installed, gpu)
+    assert defaults == ([f"build engine {picked}"] if picked else [])
+
+
+def test_the_doctor_follows_the_real_rules_when_they_change(monkeypatch):
+    """No copy of a rule in the doctor: change the builder's targets or the runner's check and
+    its rows change with them."""
+    facts = _gpu_machine(H200, tensorrt={"tensorrt_rtx": "1.7.1.116", "tensorrt": "10.7.0"})
+    before = _rows(facts)
+    assert not before["run engine tensorrt_rtx"].ok
+    monkeypatch.setattr(targets, "RTX_COMPUTE_CAPABILITIES", (*RTX, "9.0"))
+    after = _rows(facts)
+    build = after["build engine tensorrt_rtx"]
+    assert after["run engine tensorrt_rtx"].ok and "9.0" in build.value
+    assert "not a default target: --compute-capability 9.0" in build.reason
+
+    def refuse(sidecar, gpu_cc, gpu_name):
+        return f"{sidecar['flavour']} plans never run on {gpu_cc} (a changed rule)"
+
+    monkeypatch.setattr(engine_sidecar, "_target_problem", refuse)
+    rows = _rows(facts)
+    for flavour in ("tensorrt", "tensorrt_rtx"):
+        run = rows[f"run engine {flavour}"]
+        assert not run.ok and f"{flavour} plans never run on 9.0 (a changed rule)" in run.reason
+
+
 def test_without_a_gpu_gpu_rows_say_why_and_onnx_runs_on_the_cpu():
     rows = _rows(_facts(tensorrt={"tensorrt": "10.7.0", "tensorrt_rtx": "1.7.1.116"}))
     assert not rows["gpu"].ok and "libcuda" in rows["gpu"].reason
@@ -141,7 +216,7 @@ def test_without_a_gpu_gpu_rows_say_why_and_onnx_runs_on_the_cpu():
     for name in ("run onnx cuda", "run onnx tensorrt-ep", "run engine tensorrt"):
         assert not rows[name].ok and NO_GPU in rows[name].reason
     assert not rows["build engine tensorrt"].ok
-    assert "builds on the GPU it is for" in rows["build engine tensorrt"].reason
+    assert "builds engines on the GPU they are for" in rows["build engine tensorrt"].reason
     build = rows["build engine tensorrt_rtx"]
     assert build.ok and "without a GPU" in build.value and ", ".join(RTX) in build.value
     assert "pycuda" in rows["run engine tensorrt_rtx"].reason
@@ -230,11 +305,11 @@ def test_provider_names_are_those_of_the_onnxruntime_runner():
 
 def test_this_machine_as_json_without_loading_the_heavy_libraries():
     """Fast by construction (its time is a benchmark's business): neither torch nor onnx nor our
-    export code is imported without --torch."""
+    builder is imported without --torch (only the builder's plain rules, export.targets)."""
     code = (
         "import sys; from maskdepth.doctor import main; main(['--json']); "
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'torch', 'onnx'}), "
-        "'maskdepth.export' in sys.modules, file=sys.stderr)"
+        "'maskdepth.export.tensorrt_build' in sys.modules, file=sys.stderr)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -243,7 +318,6 @@ def test_this_machine_as_json_without_loading_the_heavy_libraries():
     assert [row["name"] for row in data["checks"]] == ROWS  # torch is not imported
     facts = data["facts"]
     assert facts["torch_cuda"] is None and facts["cores"] >= 1 and facts["cpu"]
-    assert tuple(facts["rtx_compute_capabilities"]) == RTX
     rows = {row["name"]: row for row in data["checks"]}
     assert rows["cpu"]["ok"] and rows["gpu"]["ok"] == (facts["gpu"] is not None)
     assert all(row["ok"] or row["reason"] for row in data["checks"])

@@ -205,7 +205,9 @@ def test_export_without_data_uses_the_training_folders_validation_split(folder_r
     assert _parity(path)["samples"] == f"10 validation scenes of {data.resolve()}"
 
 
-def test_a_training_folder_whose_manifest_changed_is_not_held_out_data(folder_run, tmp_path, capsys):
+def test_a_training_folder_whose_manifest_changed_is_not_held_out_data(
+    folder_run, tmp_path, capsys
+):
     """Its validation split is unknown then: without --data, synthetic scenes and why; with it,
     one line (the whole folder is mostly training scenes, which would flatter the gate)."""
     data, best = folder_run
