@@ -64,14 +64,19 @@ def drifting_clip(
     step: float = 1.0,
     step_at: int | None = None,
     seed: int = 0,
+    across: bool = False,
 ) -> Iterator[ClipFrame]:
     """The frames of the clip over ``bg`` with ``sprite`` (RGB, alpha) as the object; the
-    light applies to the whole frame, object included."""
+    light applies to the whole frame, object included. ``across``: the drift is full at the
+    left edge and none at the right (light through a window), not one gain for the frame."""
     rng = np.random.default_rng(seed)
     phases = phase_frames(fps, scale)
     height, width = bg.shape[:2]
     top = height - sprite[1].shape[0] - height // 10
     end = np.asarray(gain_end, np.float32)
+    field = np.ones((1, width, 1), np.float32)
+    if across:
+        field[0, :, 0] = np.linspace(1.0, 0.0, width)
     counts = {p: phases.count(p) for p in set(phases)}
     seen = dict.fromkeys(counts, 0)
     for index, phase in enumerate(phases):
@@ -80,7 +85,7 @@ def drifting_clip(
         seen[phase] += 1
         if left is not None:
             _paste(frame, truth, sprite, left, top)
-        gain = 1.0 + (end - 1.0) * index / max(len(phases) - 1, 1)
+        gain = 1.0 + (end - 1.0) * field * (index / max(len(phases) - 1, 1))
         if step_at is not None and index >= step_at:
             gain = gain * np.float32(step)
         lit = frame.astype(np.float32) * gain + rng.normal(0, noise, frame.shape)
@@ -116,3 +121,46 @@ def write_clip(path, frames, fps: float) -> None:
     finally:
         if writer is not None:
             writer.release()
+
+
+def difference_model(path, size: tuple[int, int] = (48, 64), levels: float = 20.0):
+    """A real ONNX change detector with the network's inputs and outputs, for measuring the
+    background policy where no trained model is at hand: mask = sigmoid(slope * (mean |scene -
+    bg| - ``levels`` grey levels)), depth = sigmoid(mean scene). It sees exactly what the
+    background gives it, so what it finds is what the policy leaves to find."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from maskdepth.runtime.model_info import ModelInfo
+    from maskdepth.runtime.preprocess import Preprocessing
+
+    std = 0.25  # one grey level is 1 / (255 * std) in the network's units
+    shape: list[str | int] = ["batch", 3, *size]
+    out: list[str | int] = ["batch", 1, *size]
+    inputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("bg", "scene")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, out) for n in ("mask", "depth")]
+    consts = [
+        helper.make_tensor("axes", TensorProto.INT64, [1], [1]),
+        helper.make_tensor("level", TensorProto.FLOAT, [], [levels / (255 * std)]),
+        helper.make_tensor("slope", TensorProto.FLOAT, [], [255 * std / 4.0]),
+    ]
+    nodes = [
+        helper.make_node("Sub", ["scene", "bg"], ["diff"]),
+        helper.make_node("Abs", ["diff"], ["size"]),
+        helper.make_node("ReduceMean", ["size", "axes"], ["mean"], keepdims=1),
+        helper.make_node("Sub", ["mean", "level"], ["over"]),
+        helper.make_node("Mul", ["over", "slope"], ["logit"]),
+        helper.make_node("Sigmoid", ["logit"], ["mask"]),
+        helper.make_node("ReduceMean", ["scene", "axes"], ["bright"], keepdims=1),
+        helper.make_node("Sigmoid", ["bright"], ["depth"]),
+    ]
+    model = helper.make_model(
+        helper.make_graph(nodes, "difference", inputs, outputs, initializer=consts),
+        opset_imports=[helper.make_opsetid("", 18)],
+    )
+    model.ir_version = 9
+    pre = Preprocessing(size=size, mean=(0.5,) * 6, std=(std,) * 6)
+    for key, value in ModelInfo("difference", pre, depth_scale_m=10.0).to_props().items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+    return path

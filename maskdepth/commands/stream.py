@@ -46,6 +46,9 @@ class StreamOptions:
     reconnect: int = option(D.reconnect, type=int, help="reopen tries when a live source fails")
     bg_update: str = option(D.bg_update, choices=MODES, help="none: a frozen background")
     bg_rate: float = option(D.bg_rate, type=float, help="seconds: how fast the bg follows")
+    bg_align: bool = option(
+        True, "--no-bg-align", action="store_false", help="no gain and offset fit per frame"
+    )
     bg_relearn: float = option(
         D.bg_relearn, type=float, help="seconds with no object before the bg is the frame"
     )

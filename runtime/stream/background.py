@@ -17,6 +17,9 @@ Per frame, three pieces (``adaptive``; ``none`` keeps the first background froze
 3. **Relearn**: after ``relearn`` seconds with no object, the background becomes the frame
    (local changes the global gain cannot explain and that stay under ``min-area``).
 
+Each piece can be switched off to measure the others (``align=False``, ``rate=inf``,
+``relearn=inf``).
+
 The state is float32 at the frame's size and is carried in the current light, so a long run
 neither saturates nor accumulates gains.
 """
@@ -45,8 +48,10 @@ class BackgroundModel:
         relearn: float = 60.0,
         learn: int = 25,
         margin: int = 5,
+        align: bool = True,
     ) -> None:
         self.mode, self.rate, self.relearn, self.margin = mode, rate, relearn, margin
+        self.align = align
         self.state: np.ndarray | None = None if bg is None else bg.astype(np.float32)
         self._frozen = bg
         self._learning: np.ndarray | None = None
@@ -92,6 +97,8 @@ class BackgroundModel:
             self._frozen = cv2.resize(self._frozen, size, interpolation=cv2.INTER_AREA)
         if self.mode == "none":
             return self._frozen
+        if not self.align:
+            return self.image()
         state = self.state
         gain, offset = fit_gain(state, frame, self._keep)
         self.state = state * gain + offset

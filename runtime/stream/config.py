@@ -25,7 +25,8 @@ class StreamConfig:
     drop: str | None = None  # None: "oldest" for live sources, "never" for files
     reconnect: int = 10  # reopen attempts per outage of a live source
     bg_update: str = "adaptive"
-    bg_rate: float = 30.0  # seconds: the time constant of blending
+    bg_rate: float = 30.0  # seconds: the time constant of blending (inf: no blending)
+    bg_align: bool = True  # fit the bg's gain and offset to each frame
     bg_relearn: float = 60.0  # seconds without objects before the bg is the frame
     bg_learn: int = 25  # frames whose median is the bg of a source without one
     bg_every: int = 100  # frames between two pictures of the bg (--save bg)

@@ -134,4 +134,7 @@ def _backgrounds(specs: list[SourceSpec], bg: Backgrounds) -> dict[str, np.ndarr
 
 
 def _model(bg: np.ndarray | None, config: StreamConfig) -> BackgroundModel:
-    return BackgroundModel(bg, config.bg_update, config.bg_rate, config.bg_relearn, config.bg_learn)
+    return BackgroundModel(
+        bg, config.bg_update, config.bg_rate, config.bg_relearn, config.bg_learn,
+        align=config.bg_align,
+    )  # fmt: skip
