@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import socket
-import sys
 import threading
 import time
 
@@ -85,4 +84,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
