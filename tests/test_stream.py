@@ -275,3 +275,27 @@ def test_no_torch_in_the_stream_loop():
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert run.stdout.strip() == "False", run.stderr
+
+
+def test_the_readme_stream_example_runs(tmp_path, monkeypatch, capsys):
+    import re
+
+    from maskdepth.benchmarks.scripts.stream_clip import difference_model
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    example = next(b for b in blocks if "maskdepth.stream(" in b)
+    monkeypatch.chdir(tmp_path)
+    Path("models").mkdir()
+    difference_model(Path("models/model.onnx"), SIZE)
+    write_image(Path("empty.jpg"), np.full((*SIZE, 3), BG_VALUE, np.uint8))
+    writer = cv2.VideoWriter("door.mp4", cv2.VideoWriter.fourcc(*"mp4v"), 25.0, SIZE[::-1])
+    for frame in box_frames(50):
+        writer.write(frame)
+    writer.release()
+    exec(example, {})
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[:4] for line in lines[:2]] == [
+        ["door", "10", "enter", "1"], ["door", "40", "leave", "1"],
+    ]  # fmt: skip
+    assert lines[-1] == "50" and len(list(Path("live/door/mask").iterdir())) == 50

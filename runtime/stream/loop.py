@@ -1,6 +1,9 @@
 """The live loop: a decode thread per source -> one bounded mailbox -> the batcher, which runs
-frames of every source in one ``predict_batch`` call in the caller's thread -> a writer thread
-(events, pictures, video, backgrounds).
+frames of every source in one ``predict_batch`` call on an inference thread while the caller's
+thread finishes the batch before (objects, events, the background's update) -> a writer thread
+(events, pictures, video, backgrounds). So the background a frame is given has seen the
+updates of the frames up to one batch before it: a lag of ``batch`` frames, far below
+``bg_rate``.
 
 Live sources drop their oldest waiting frame when the mailbox is full (``drop="oldest"``,
 counted); files wait (``"never"``: back-pressure). Every wait is bounded, so a stop (Ctrl-C,
@@ -15,11 +18,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 
-from maskdepth.runtime.predictor import Predictor
+from maskdepth.runtime.predictor import Prediction, Predictor
 from maskdepth.runtime.stream.background import BackgroundModel
 from maskdepth.runtime.stream.config import StreamConfig, StreamResult
 from maskdepth.runtime.stream.events import Latency, Tracker, find_objects, scale_depths
@@ -35,6 +39,15 @@ class Item:
     stamp: float
     frame: np.ndarray
     read_at: float  # time.perf_counter() when it was read
+
+
+@dataclass
+class Job:
+    """A batch in the model: its frames, the backgrounds they were given, the predictions."""
+
+    ready: list[tuple[Source, Item]]
+    bgs: list[np.ndarray]
+    predictions: Future
 
 
 class Source:
@@ -80,10 +93,10 @@ class Mailbox:
             source.done = True
             self.cond.notify_all()
 
-    def take(self, limit: int) -> list[tuple[Source, Item]]:
+    def take(self, limit: int, wait: bool = True) -> list[tuple[Source, Item]]:
         """Up to ``limit`` frames, one source after the other; waits at most WAIT for one."""
         with self.cond:
-            if not any(s.waiting for s in self.sources):
+            if wait and not any(s.waiting for s in self.sources):
                 self.cond.wait(WAIT)
             taken: list[tuple[Source, Item]] = []
             order = self.sources[self._turn :] + self.sources[: self._turn]
@@ -135,6 +148,7 @@ class Run:
         self.writer = Writer(config, {s.name: s.reader.fps for s in sources})
         self.summary: dict | None = None
         self._threads: list[threading.Thread] = []
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer")
         self._shown = time.perf_counter()
 
     def results(self) -> Generator[StreamResult, None, None]:
@@ -148,16 +162,23 @@ class Run:
                 )  # fmt: skip
                 thread.start()
                 self._threads.append(thread)
-            while not self.mailbox.finished():
-                batch = self.mailbox.take(self.config.batch)
-                if batch:
-                    yield from self._process(batch)
+            pending: Job | None = None
+            while pending is not None or not self.mailbox.finished():
+                # with a batch in the model, look for the next without waiting: the next runs
+                # while this one's objects, background and outputs are done here
+                batch = self.mailbox.take(self.config.batch, wait=pending is None)
+                job = self._submit(batch) if batch else None
+                if pending is not None:
+                    yield from self._finish(pending)
                     self._progress()
+                pending = job
             interrupted = False
         finally:
+            self._pool.shutdown(wait=True)
             self._close(time.perf_counter() - started, interrupted)
 
-    def _process(self, batch: list[tuple[Source, Item]]) -> Iterator[StreamResult]:
+    def _submit(self, batch: list[tuple[Source, Item]]) -> Job | None:
+        """Learn or align each frame's background, start the model on the batch."""
         ready = []
         for source, item in batch:
             if source.bg.ready:
@@ -166,15 +187,21 @@ class Run:
                 source.counts["learning"] += 1
                 source.bg.learn(item.frame)
         if not ready:
-            return
+            return None
         bgs = [source.bg.for_frame(item.frame) for source, item in ready]
         same = all(b is bgs[0] for b in bgs)
         frames = [item.frame for _, item in ready]
-        predictions = self.predictor.predict_batch(
-            frames, bgs=bgs[0] if same else bgs, batch_size=len(frames)
-        )
+
+        def infer() -> list[Prediction]:
+            given = bgs[0] if same else bgs
+            return list(self.predictor.predict_batch(frames, bgs=given, batch_size=len(frames)))
+
+        return Job(ready, bgs, self._pool.submit(infer))
+
+    def _finish(self, job: Job) -> Iterator[StreamResult]:
+        """Objects, events, the background's update and the outputs of a batch, in order."""
         scale = self.predictor.info.depth_scale_m
-        for (source, item), prediction, bg in zip(ready, predictions, bgs):
+        for (source, item), prediction, bg in zip(job.ready, job.predictions.result(), job.bgs):
             binary = prediction.binary(self.config.threshold)
             objects = find_objects(binary, prediction.depth, self.config.min_area)
             scale_depths(objects, scale)
