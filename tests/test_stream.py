@@ -299,3 +299,12 @@ def test_the_readme_stream_example_runs(tmp_path, monkeypatch, capsys):
         ["door", "10", "enter", "1"], ["door", "40", "leave", "1"],
     ]  # fmt: skip
     assert lines[-1] == "50" and len(list(Path("live/door/mask").iterdir())) == 50
+
+
+def test_a_gstreamer_pipeline_without_gstreamer_is_one_clear_line(model, tmp_path, capsys):
+    if "GStreamer:                   YES" in cv2.getBuildInformation():
+        pytest.skip("this OpenCV has GStreamer: the pipeline would open")
+    argv = ["stream", str(model), "--source", "videotestsrc num-buffers=5 ! appsink"]
+    assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "source gst0: this OpenCV has no GStreamer" in err[0]
