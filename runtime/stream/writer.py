@@ -23,6 +23,17 @@ _END = None
 JOIN_TIMEOUT = 120.0  # seconds to finish what is queued when the run stops
 
 
+def hand_over(jobs: queue.Queue, job, worker: threading.Thread) -> None:
+    """Put ``job`` on a bounded queue, waiting while it is full, but never for a worker that
+    has died (its error is reported at the end instead)."""
+    while worker.is_alive():
+        try:
+            jobs.put(job, timeout=0.5)
+            return
+        except queue.Full:
+            continue
+
+
 class VideoSink:
     """One source's mp4, fed frame by frame to predict's ``write_video`` on a thread."""
 
@@ -43,12 +54,7 @@ class VideoSink:
             yield frame
 
     def add(self, frame: np.ndarray | None) -> None:
-        while self.thread.is_alive():
-            try:
-                self.frames.put(frame, timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        hand_over(self.frames, frame, self.thread)
 
     def close(self) -> None:
         self.add(_END)
@@ -79,12 +85,7 @@ class Writer:
         picture = None
         if "bg" in self.extras and result.index % self.config.bg_every == 0:
             picture = bg.image()  # a copy now: the model moves on
-        while self._thread.is_alive():
-            try:
-                self._queue.put((result, fraction, picture), timeout=0.5)
-                return
-            except queue.Full:
-                continue
+        hand_over(self._queue, (result, fraction, picture), self._thread)
 
     def _work(self) -> None:
         while (job := self._queue.get()) is not _END:
@@ -118,12 +119,7 @@ class Writer:
         """Finish what is queued, close the files and write ``summary.json``."""
         if self._thread is None or self.out is None:
             return
-        while self._thread.is_alive():
-            try:
-                self._queue.put(_END, timeout=0.5)
-                break
-            except queue.Full:
-                continue
+        hand_over(self._queue, _END, self._thread)
         self._thread.join(timeout=JOIN_TIMEOUT)
         for video in self._videos.values():
             video.close()
