@@ -24,9 +24,10 @@ def model(tmp_path_factory) -> Path:
     return write_tiny_model(tmp_path_factory.mktemp("model") / "tiny.onnx")
 
 
-def start_server(port: int = 0) -> tuple[subprocess.Popen, int]:
+def start_server(port: int = 0, *more: str) -> tuple[subprocess.Popen, int]:
     """Start the server; return it and the port it says it listens on (waits at most 30 s)."""
-    process = subprocess.Popen([*SERVER, "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    command = [*SERVER, "--port", str(port), *more]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
     assert process.stdout is not None
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
@@ -73,3 +74,20 @@ def test_a_stream_over_http_survives_its_server_restarting(model, tmp_path):
     assert sum(seen for _, _, seen in stamps) > 40  # the box of the served frames is found
     events = (tmp_path / "out" / "door" / "events.jsonl").read_text().splitlines()
     assert len(events) == 80
+
+
+def test_a_stream_that_stalls_is_reopened(model):
+    """The server sends 20 frames per connection, then holds the line in silence: after the
+    read timeout the run reopens it (a new connection, 20 more frames) and counts it."""
+    server, port = start_server(0, "--stall-after", "20")
+    bg = np.full((48, 64, 3), 60, np.uint8)
+    started = time.monotonic()
+    try:
+        url = f"cam=http://127.0.0.1:{port}/cam.mjpg"
+        with maskdepth.stream(model, url, bg=bg, frames=30, drop="never") as results:
+            indices = [r.index for r in results]
+    finally:
+        stop(server)
+    cam = results.summary["sources"]["cam"]
+    assert indices == list(range(30)) and cam["reconnects"] == 1
+    assert time.monotonic() - started < 60

@@ -30,8 +30,11 @@ def frame_jpeg(index: int, width: int, height: int) -> bytes:
     return data.tobytes()
 
 
-def serve_client(conn: socket.socket, fps: float, width: int, height: int) -> None:
-    """Send frames at ``fps`` until the client goes away."""
+def serve_client(
+    conn: socket.socket, fps: float, width: int, height: int, stall: int | None = None
+) -> None:
+    """Send frames at ``fps`` until the client goes away; after ``stall`` frames keep the
+    connection open and send nothing more (a camera that hangs)."""
     try:
         conn.settimeout(10.0)
         request = b""
@@ -45,7 +48,7 @@ def serve_client(conn: socket.socket, fps: float, width: int, height: int) -> No
             b"Content-Type: multipart/x-mixed-replace; boundary=" + BOUNDARY + b"\r\n\r\n"
         )
         start, index = time.perf_counter(), 0
-        while True:
+        while stall is None or index < stall:
             data = frame_jpeg(index, width, height)
             head = b"--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n"
             conn.sendall(head % (BOUNDARY, len(data)) + data + b"\r\n")
@@ -53,6 +56,8 @@ def serve_client(conn: socket.socket, fps: float, width: int, height: int) -> No
             delay = start + index / fps - time.perf_counter()
             if delay > 0:
                 time.sleep(delay)  # pacing: a real camera's frame interval
+        while conn.recv(4096):  # hung: hold the line until the client gives up
+            continue
     except OSError:
         return
     finally:
@@ -72,6 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--size", default="64x48", help="WIDTHxHEIGHT")
+    parser.add_argument("--stall-after", type=int, default=None, help="frames, then silence")
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.split("x"))
     server = listen(args.port)
@@ -79,7 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     while True:
         conn, _ = server.accept()
         threading.Thread(
-            target=serve_client, args=(conn, args.fps, width, height), daemon=True
+            target=serve_client,
+            args=(conn, args.fps, width, height, args.stall_after),
+            daemon=True,
         ).start()
 
 
