@@ -308,3 +308,11 @@ def test_a_gstreamer_pipeline_without_gstreamer_is_one_clear_line(model, tmp_pat
     assert main([*argv, "--out", str(tmp_path / "out"), "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "source gst0: this OpenCV has no GStreamer" in err[0]
+
+
+def test_a_stream_closed_before_its_first_frame_still_writes_its_summary(model, clip, tmp_path):
+    out = tmp_path / "out"
+    results = maskdepth.stream(model, str(clip["video"]), bg=clip["bg"], out=out)
+    results.close()
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["sources"]["door"]["processed"] == 0

@@ -175,7 +175,7 @@ class Run:
             interrupted = False
         finally:
             self._pool.shutdown(wait=True)
-            self._close(time.perf_counter() - started, interrupted)
+            self.finish(time.perf_counter() - started, interrupted)
 
     def _submit(self, batch: list[tuple[Source, Item]]) -> Job | None:
         """Learn or align each frame's background, start the model on the batch."""
@@ -235,7 +235,8 @@ class Run:
                 flush=True,
             )
 
-    def _close(self, seconds: float, interrupted: bool) -> None:
+    def finish(self, seconds: float, interrupted: bool) -> None:
+        """Stop the sources, finish the outputs, write the summary."""
         self.stop.set()
         for thread in self._threads:
             thread.join(timeout=10.0)

@@ -54,7 +54,9 @@ class Stream:
         try:
             self._results.close()
             if self._run.summary is None:  # closed before the first frame: summary all the same
-                self._run._close(0.0, True)
+                for source in self._run.sources:
+                    source.reader.close()
+                self._run.finish(0.0, True)
         finally:
             if self._owned is not None:
                 self._owned.close()
