@@ -185,30 +185,26 @@ def test_unknown_options_and_bad_values_fail_at_once(model, clip):
 # ------------------------------------------------------------------------------ drops
 
 
-def _source(drop: str) -> Source:
-    class Spec:
-        name, target, kind, live = "cam", "0", "camera", True
-
-    class FakeReader:  # the mailbox reads only the spec
-        spec, fps = Spec(), 25.0
-
+def _source(video: Path, drop: str) -> Source:
     from maskdepth.runtime.stream.background import BackgroundModel
+    from maskdepth.runtime.stream.sources import Reader
 
-    bg = BackgroundModel(np.zeros((2, 2, 3), np.uint8))
-    return Source(FakeReader(), bg, StreamConfig(drop=drop))  # type: ignore[arg-type]
+    reader = Reader(parse_sources([str(video)])[0])
+    return Source(reader, BackgroundModel(np.zeros((2, 2, 3), np.uint8)), StreamConfig(drop=drop))
 
 
-def test_drop_oldest_keeps_the_newest_frames_and_counts_the_rest():
-    source, stop = _source("oldest"), threading.Event()
+def test_drop_oldest_keeps_the_newest_frames_and_counts_the_rest(clip):
+    source, stop = _source(clip["video"], "oldest"), threading.Event()
     mailbox = Mailbox([source], size=4)
     for i in range(10):
         mailbox.put(source, Item(i, 0.0, np.zeros(1), 0.0), stop)
     assert [item.index for _, item in mailbox.take(8)] == [6, 7, 8, 9]
     assert source.counts["dropped"] == 6
+    source.reader.close()
 
 
-def test_drop_never_waits_for_room_and_drops_nothing():
-    source, stop = _source("never"), threading.Event()
+def test_drop_never_waits_for_room_and_drops_nothing(clip):
+    source, stop = _source(clip["video"], "never"), threading.Event()
     mailbox = Mailbox([source], size=2)
     producer = threading.Thread(
         target=lambda: [mailbox.put(source, Item(i, 0.0, np.zeros(1), 0.0), stop) for i in range(6)]
@@ -221,6 +217,7 @@ def test_drop_never_waits_for_room_and_drops_nothing():
         assert len(source.waiting) <= 2
     producer.join(timeout=5)
     assert taken == list(range(6)) and source.counts["dropped"] == 0
+    source.reader.close()
 
 
 # ------------------------------------------------------------------------------ Ctrl-C, memory
