@@ -17,8 +17,8 @@ from pathlib import Path
 from maskdepth.benchmarks.bench_report import jsonable, plot, to_markdown
 from maskdepth.benchmarks.bench_rows import Context, Row, add_floors, model_rows, reference_rows
 from maskdepth.benchmarks.measure import machine
+from maskdepth.options import device_option, option, positive
 from maskdepth.runtime.image import write_bytes_atomic
-from maskdepth.runtime.options import device_option, option, positive
 from maskdepth.runtime.predictor import BACKENDS
 
 __all__ = ["BenchOptions", "bench", "to_markdown"]
@@ -36,8 +36,11 @@ def _batches(text: str) -> tuple[int, ...]:
 
 @dataclass
 class BenchOptions:
-    data: Path | None = option(  # held-out samples; default: synthetic scenes
-        None, type=Path, help="held-out data (default: synthetic scenes)"
+    data: Path | None = option(  # held-out samples; default: as export chooses them
+        None,
+        type=Path,
+        help="held-out data (default: the --reference checkpoint's validation split of its "
+        "training folder, else synthetic scenes)",
     )
     reference: Path | None = option(  # a checkpoint: the PyTorch fp32 row and the parity baseline
         None, type=Path, help="the checkpoint: PyTorch fp32 row and the parity baseline"

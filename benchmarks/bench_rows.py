@@ -10,11 +10,16 @@ from __future__ import annotations
 import functools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from maskdepth.benchmarks.floor import floor_ms, onnx_flops, sgemm_gflops
 from maskdepth.benchmarks.measure import latency_stats, repeat_batch, time_calls
 from maskdepth.runtime.compare import Recorded, compare, score
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
+from maskdepth.runtime.preprocess import Preprocessing
+
+if TYPE_CHECKING:
+    from maskdepth.export.samples import HeldOut
 
 
 @dataclass
@@ -45,12 +50,13 @@ class Row:
 
 
 class Context:
-    """The options, the held-out samples and the recorded reference, made once per input size."""
+    """The options, the held-out samples and the recorded reference, made once per
+    pre-processing (size, mean and std: two files of one size may normalise differently)."""
 
     def __init__(self, options) -> None:
         self.options = options
-        self._samples: dict = {}
-        self._reference: dict = {}
+        self._samples: dict[Preprocessing, HeldOut] = {}
+        self._reference: dict[Preprocessing, Recorded] = {}
         self.model = None
         self.ckpt: dict = {}
         if options.reference:
@@ -59,25 +65,25 @@ class Context:
             self.ckpt = load_checkpoint(options.reference)
             self.model, self.pre = model_from_checkpoint(self.ckpt)
 
-    def samples(self, pre):
-        if pre.size not in self._samples:
+    def samples(self, pre: Preprocessing) -> HeldOut:
+        if pre not in self._samples:
             from maskdepth.export.samples import held_out_samples
 
-            self._samples[pre.size] = held_out_samples(
+            self._samples[pre] = held_out_samples(
                 self.ckpt, pre, self.options.count, self.options.data
             )
-        return self._samples[pre.size]
+        return self._samples[pre]
 
-    def reference(self, pre) -> Recorded | None:
+    def reference(self, pre: Preprocessing) -> Recorded | None:
         """The PyTorch fp32 model's outputs on the samples (None without ``--reference``)."""
         if self.model is None:
             return None
-        if pre.size not in self._reference:
+        if pre not in self._reference:
             from maskdepth.train.torch_runner import TorchRunner
 
             runner = TorchRunner(self.model, device="cpu", threads=self.options.threads)
-            self._reference[pre.size] = Recorded(runner).record(self.samples(pre))
-        return self._reference[pre.size]
+            self._reference[pre] = Recorded(runner).record(self.samples(pre))
+        return self._reference[pre]
 
 
 def reference_rows(context: Context) -> list[Row]:

@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from maskdepth.options import device_option, option, positive
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
-from maskdepth.runtime.options import device_option, option, positive
 
 EXPORTS = [("fp32", "onnx"), ("fp16", "onnx-fp16"), ("int8", "onnx-int8")]
 # Minutes the stages after training take on 2 CPU cores at 64 px, measured (eval 0.15, three
@@ -140,7 +140,7 @@ def _train(paths: _Paths, plan: DemoPlan, size: int, budget_minutes: float, fact
         raise MaskDepthError(f"no time left to train ({budget_minutes:.1f} min); raise --minutes")
     config = TrainConfig(
         data=str(paths.data),
-        size=size,
+        sizes=[size],
         out=str(paths.run),
         max_minutes=budget_minutes,
         val_every=plan.val_every,

@@ -7,40 +7,62 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from maskdepth.runtime.engine_sidecar import engine_info
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
-from maskdepth.runtime.runners.cuda import gpu_info
 
-from .gate import ExportResult, Reference, gate
+from .gate import ExportResult, Reference, gate, move, pending
 from .options import ExportOptions
 from .parity import write_report
-from .tensorrt_build import BuildSettings, Flavour, Profile, build_engine, load_flavour
+from .tensorrt_build import (
+    BuildSettings,
+    Flavour,
+    Profile,
+    build_engine,
+    load_flavour,
+    plan_precision,
+)
 
 
 def export_engine(
     onnx_path: Path, out: Path, options: ExportOptions, flavour: Flavour,
     reference: Reference | None, seconds: dict, checkpoint: str | None,
 ) -> ExportResult:  # fmt: skip
-    """Build ``out`` from ``onnx_path`` and gate it when this machine can run it (``reference``
-    is None when the caller found no GPU to check it on)."""
+    """Build ``out`` from ``onnx_path`` under a pending name and gate it on ``flavour.gpu``
+    (the GPU it was loaded for) when there is one to run it on; ``reference`` is None when the
+    caller found no GPU to check it on. Without a GPU the plan takes its name unchecked (the
+    ONNX file it was compiled from was checked)."""
     info = read_onnx_info(onnx_path)
     settings = BuildSettings(
-        flavour, profile_for(info, options), workspace_mb=options.workspace_mb,
-        timing_cache=options.timing_cache, compute_capabilities=options.compute_capabilities,
-        checkpoint=checkpoint,
+        flavour, profile_for(info, options), precision=options.precision,
+        workspace_mb=options.workspace_mb, timing_cache=options.timing_cache,
+        compute_capabilities=options.compute_capabilities, checkpoint=checkpoint,
     )  # fmt: skip
-    start = time.perf_counter()
-    build_engine(onnx_path, out, settings, info)
-    seconds["build_engine"] = time.perf_counter() - start
-    if reference is None or gpu_info() is None:
-        note = (f"engine parity not checked: no CUDA GPU here; {onnx_path.name}, the graph it was "
-                "compiled from, is what was checked")  # fmt: skip
-        report = write_report(out, None, file=str(out), onnx=str(onnx_path), note=note,
-                              seconds=seconds)  # fmt: skip
-        return ExportResult(out, None, None, seconds, note, report)
-    from maskdepth.runtime.runners.tensorrt import TensorRTRunner
+    with pending(out) as candidate:
+        start = time.perf_counter()
+        build_engine(onnx_path, candidate, settings, info)
+        seconds["build_engine"] = time.perf_counter() - start
+        if reference is None or flavour.gpu is None:
+            move(candidate, out)
+            note = (f"engine parity not checked: no CUDA GPU here; {onnx_path.name}, the graph it "
+                    "was compiled from, is what was checked")  # fmt: skip
+            report = write_report(out, None, file=str(out), onnx=str(onnx_path), note=note,
+                                  seconds=seconds)  # fmt: skip
+            return ExportResult(out, None, None, seconds, note, report)
+        from maskdepth.runtime.runners.tensorrt import TensorRTRunner
 
-    return gate(out, out, TensorRTRunner(out), reference, info.precision, options, seconds)
+        runner = TensorRTRunner(candidate, device=flavour.gpu.index)
+        precision = engine_info(candidate).precision  # the plan's (tensorrt 10.x: FP16 flag)
+        return gate(candidate, out, runner, reference, precision, options, seconds)
+
+
+def check_engine_request(options: ExportOptions, flavour: Flavour) -> None:
+    """Refuse in one line, before any slow work, a ``--precision`` that the ``--from`` file's
+    plan cannot have with this flavour (TensorRT-RTX compiles the precision the graph holds;
+    tensorrt 10.x also makes fp16 from fp32 with its FP16 flag)."""
+    if options.from_onnx is not None:
+        source = Path(options.from_onnx)
+        plan_precision(read_onnx_info(source).precision, options.precision, flavour, source)
 
 
 def profile_for(info: ModelInfo, options: ExportOptions) -> Profile:

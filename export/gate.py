@@ -4,8 +4,10 @@ it passed (``NAME.parity-failed.EXT`` when not), with ``NAME.parity.json`` besid
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +46,19 @@ def failed_name(out: Path) -> Path:
     return out.with_name(f"{out.stem}.parity-failed{out.suffix}")
 
 
+@contextlib.contextmanager
+def pending(out: Path) -> Iterator[Path]:
+    """The name a new file is written under until the gate has judged it (``.NAME.pending``
+    beside ``out``); whatever is still there when the block ends, an engine's sidecar too, is
+    removed, so a failed or crashed gate never leaves an unchecked file at ``out``."""
+    path = out.with_name(f".{out.name}.pending")
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+        sidecar_path(path).unlink(missing_ok=True)
+
+
 def gate(
     candidate: Path, out: Path, runner: Runner, reference: Reference, precision: str,
     options: ExportOptions, seconds: dict, **report,
@@ -56,7 +71,7 @@ def gate(
     comparison = compare_runner(runner, reference.samples, reference.outputs, precision, tolerance)
     seconds["parity"] = time.perf_counter() - start
     final = out if comparison else failed_name(out)
-    _move(candidate, final)
+    move(candidate, final)
     if comparison:  # an older failure of the same export
         failed_name(out).unlink(missing_ok=True)
         sidecar_path(failed_name(out)).unlink(missing_ok=True)
@@ -67,9 +82,12 @@ def gate(
     return ExportResult(final, bool(comparison), comparison, seconds, parity_report=path)
 
 
-def _move(source: Path, target: Path) -> None:
+def move(source: Path, target: Path) -> None:
+    """Rename ``source`` (and its engine sidecar, when it has one) to ``target``; ``target``'s
+    old sidecar goes first, so it never describes the new file."""
     if source == target:
         return
+    sidecar_path(target).unlink(missing_ok=True)
     os.replace(source, target)
     if sidecar_path(source).exists():
         os.replace(sidecar_path(source), sidecar_path(target))

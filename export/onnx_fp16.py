@@ -15,8 +15,8 @@ from .onnx_fp32 import set_metadata
 
 # Ops left in fp32: the converter's default list minus Resize. Blocking Resize (its default)
 # leaves U2-Net's Concat nodes with one fp32 and one fp16 input, a graph onnx.checker refuses;
-# bilinear upsampling in fp16 stays inside the fp16 gate (benchmarks/export_parity.py measures
-# it). Add an op here only with a measurement behind it.
+# bilinear upsampling in fp16 stays inside the fp16 gate (benchmarks/scripts/export_parity.py
+# measures it). Add an op here only with a measurement behind it.
 RUN_IN_FP16 = ("Resize", "Upsample")
 
 

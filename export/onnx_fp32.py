@@ -1,10 +1,10 @@
 """PyTorch -> ONNX fp32: the exported form of a model, with its self-description inside.
 
 Exporter choice: the TorchScript exporter (``dynamo=False``). On u2netp-md at 96x96 on 2 CPU
-cores it exports in ~4 s against ~35 s for the dynamo exporter, and after onnxslim its graph
-(729 nodes) runs as fast in onnxruntime as dynamo's (668 nodes), so it keeps tests and the demo
-fast without onnxscript. It is deprecated in PyTorch but still ships; when it goes, pass
-``dynamo=True`` (opset 18+) here, nothing else changes.
+cores it exports in ~4 s against ~35 s for the dynamo exporter, and after onnxslim its graph ran
+as fast in onnxruntime as dynamo's, so it keeps tests and the demo fast without onnxscript. It
+is deprecated in PyTorch but still ships; when it goes, pass ``dynamo=True`` (opset 18+) here,
+nothing else changes.
 """
 
 from __future__ import annotations
@@ -69,8 +69,8 @@ def export_graph(model: nn.Module, info: ModelInfo, opset: int) -> onnx.ModelPro
 
 
 def slim(graph: onnx.ModelProto) -> onnx.ModelProto:
-    """onnxslim when installed: folds the exporter's shape arithmetic (1572 -> 729 nodes on
-    u2netp-md); without it the graph is valid, only larger."""
+    """onnxslim when installed: folds the exporter's shape arithmetic; without it the graph is
+    valid, only larger."""
     try:
         import onnxslim
     except ImportError:

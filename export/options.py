@@ -8,9 +8,9 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskdepth.options import device_option, option, positive
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import PRECISIONS
-from maskdepth.runtime.options import device_option, option, positive
 
 FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
 PRECISION_OF = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
@@ -39,7 +39,7 @@ def _tolerance(text: str) -> dict[str, float]:
 
 
 # The network's blocks by node-name prefix in the exported graph: the unit of --int8-exclude and
-# of the sensitivity sweep (benchmarks/int8_sensitivity.py). Both decoders share a block.
+# of the sensitivity sweep (benchmarks/scripts/int8_sensitivity.py). Both decoders share a block.
 BLOCKS: dict[str, tuple[str, ...]] = {
     "first": ("/model/encoder/stages.0/project/",),
     **{f"encoder.{i}": (f"/model/encoder/stages.{i}/",) for i in range(6)},
@@ -91,8 +91,11 @@ class ExportOptions:
     device: str = device_option(
         "cpu", help="where onnxruntime runs the parity check of an ONNX file (engines: on the GPU)"
     )
-    data: Path | None = option(  # held-out samples; default: synthetic scenes
-        None, type=Path, help="held-out samples for calibration and parity (default: synthetic)"
+    data: Path | None = option(  # held-out samples; default: see export.samples
+        None,
+        type=Path,
+        help="held-out samples for calibration and parity (default: the validation split of "
+        "the checkpoint's training folder, else synthetic scenes)",
     )
     calib_count: int = option(256, type=positive)
     calib_method: str = option("minmax", choices=METHODS)

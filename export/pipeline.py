@@ -19,10 +19,11 @@ from torch import nn
 from maskdepth import __version__
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
+from maskdepth.runtime.runners.cuda import parse_device
 from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
 
-from .engine import export_engine
-from .gate import ExportResult, Reference, failed_name, gate
+from .engine import check_engine_request, export_engine
+from .gate import ExportResult, Reference, failed_name, gate, pending
 from .onnx_fp32 import check_opset, export_graph, save_model
 from .options import AUTO_EXCLUDE, FORMATS, MIN_PARITY_SAMPLES, ExportOptions
 from .parity import reference_runner
@@ -40,7 +41,9 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
     if options.format == "engine":
         from .tensorrt_build import load_flavour
 
-        flavour = load_flavour()  # no TensorRT (or no GPU for it): one line, before any work
+        # no TensorRT (or no GPU for it): one line, before any work
+        flavour = load_flavour(device=parse_device(options.device)[1])
+        check_engine_request(options, flavour)
     ckpt = load_checkpoint(checkpoint)
     model, _ = model_from_checkpoint(ckpt, use_ema=options.use_ema)
     info = model_info(ckpt, options)
@@ -102,12 +105,9 @@ def export_onnx(
         start = time.perf_counter()
         graph = convert(graph, info, precision, options, calibration)
         seconds[f"convert_{precision}"] = time.perf_counter() - start
-    pending = out.with_name(f".{out.name}.pending")
-    try:
-        save_model(graph, pending)
-        return gate_onnx(pending, out, options, reference, seconds)
-    finally:
-        pending.unlink(missing_ok=True)
+    with pending(out) as path:
+        save_model(graph, path)
+        return gate_onnx(path, out, options, reference, seconds)
 
 
 def convert(
@@ -133,16 +133,16 @@ def convert(
 
 
 def gate_onnx(
-    pending: Path, out: Path, options: ExportOptions, reference: Reference, seconds: dict
+    candidate: Path, out: Path, options: ExportOptions, reference: Reference, seconds: dict
 ) -> ExportResult:
-    """Gate ``pending`` through onnxruntime (see :func:`gate.gate`)."""
+    """Gate ``candidate`` through onnxruntime (see :func:`gate.gate`)."""
     from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
 
     precision = options.precision_of_graph
     target = options.int8_target if precision == "int8" else None
-    runner = OnnxRuntimeRunner(pending, device=options.device)
+    runner = OnnxRuntimeRunner(candidate, device=options.device, tf32=False)  # fp32 is fp32
     result = gate(
-        pending, out, runner, reference, precision, options, seconds,
+        candidate, out, runner, reference, precision, options, seconds,
         int8_target=target, **_float_blocks(precision, options),
     )  # fmt: skip
     result.note = INT8_FOR_TENSORRT_NOTE if target == "tensorrt" else ""
@@ -150,12 +150,12 @@ def gate_onnx(
 
 
 # The default INT8 file is for TensorRT (where it pays); said on every such export, since the
-# CPU is where a user tries it first. Figures: benchmarks/runtime_latency.py, 224 px, batch 1,
-# 2 cores, AMD EPYC (README, Export).
+# CPU is where a user tries it first. No figures here: they are measured per machine by
+# benchmarks/scripts/runtime_latency.py and `maskdepth bench` (README, Export, has this one's).
 INT8_FOR_TENSORRT_NOTE = (
     "note: this INT8 file is for TensorRT (Q/DQ pairs around each convolution); onnxruntime on "
-    "the CPU runs it about as fast as fp32 (0.92x measured). For the CPU, export with "
-    "--int8-target cpu (0.44x fp32)."
+    "the CPU runs it hardly faster than fp32. For the CPU, export with --int8-target cpu "
+    "(`maskdepth bench` measures both here)."
 )
 
 
@@ -165,7 +165,7 @@ def _checks_parity_here(options: ExportOptions) -> bool:
         return True
     from maskdepth.runtime.runners.cuda import gpu_info
 
-    return gpu_info() is not None
+    return gpu_info(parse_device(options.device)[1]) is not None
 
 
 def _float_blocks(precision: str, options: ExportOptions) -> dict:
@@ -186,6 +186,7 @@ def _samples(
     small for both, calibration reuses the parity samples, and says so."""
     wanted = options.parity_count + (options.calib_count if calibrating else 0)
     pool = held_out_samples(ckpt, info.preprocessing, wanted, options.data)
+    print(f"held-out samples: {pool.description}")  # which data decides the verdict
     parity = pool.subset(0, options.parity_count)
     if len(parity) < MIN_PARITY_SAMPLES:
         print(

@@ -1,3 +1,4 @@
+# long file: one build over one untyped API (parse, check, configure, build, write).
 """ONNX -> TensorRT plan, for two flavours of the same Python API:
 
 - ``tensorrt`` (10.x, 11.x): data-centre GPUs and Jetson; builds on, and for, the GPU it runs on.
@@ -5,7 +6,7 @@
   any machine, even without a GPU, for chosen compute capabilities, and compiles the kernels just
   in time when the plan is loaded.
 
-Precision lives in the ONNX graph (DESIGN.md section 2): the network is strongly typed and the
+Precision lives in the ONNX graph: the network is strongly typed and the
 builder compiles the fp32, fp16 or INT8 QDQ graph it is given. The one exception: tensorrt 10.x
 may build an fp32 graph with the (deprecated) FP16 builder flag when asked for fp16.
 
@@ -33,7 +34,7 @@ from maskdepth.runtime.engine_sidecar import FLAVOURS, make_sidecar, sidecar_pat
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.image import write_bytes_atomic
 from maskdepth.runtime.model_info import INPUT_NAMES, ModelInfo, read_onnx_info
-from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
+from maskdepth.runtime.runners.cuda import GpuInfo, current_gpu, gpu_info
 from maskdepth.runtime.runners.tensorrt import FlavourLogger, flavour_logger
 
 from .targets import (  # noqa: F401 (the RTX targets: re-exported for callers)
@@ -227,7 +228,7 @@ def build_plan(
     """
     path, flavour = Path(onnx_path), settings.flavour
     info = info or read_onnx_info(path)
-    _, fp16_flag = plan_precision(info.precision, settings.precision, flavour, path)
+    precision, fp16_flag = plan_precision(info.precision, settings.precision, flavour, path)
     logger = _logger(flavour)
     logger.errors.clear()
     builder = flavour.trt.Builder(logger)
@@ -236,8 +237,7 @@ def build_plan(
     network, parser = network_from_onnx(builder, path, flavour, strongly_typed=not fp16_flag)
     check_network_inputs(network, settings.profile, path)
     config = _builder_config(builder, settings)
-    if fp16_flag:
-        config.set_flag(flavour.trt.BuilderFlag.FP16)
+    set_precision_flags(config, flavour, precision, fp16_flag)
     cache = _attach_timing_cache(config, flavour, settings.timing_cache)
     monitor = _progress_monitor(flavour, settings.progress)
     if monitor is not None:
@@ -254,6 +254,18 @@ def build_plan(
         write_bytes_atomic(cache, bytes(config.get_timing_cache().serialize()))
     del parser  # only now: the network's weights live in the parser until the build is done
     return bytes(plan)
+
+
+def set_precision_flags(config, flavour: Flavour, precision: str, fp16_flag: bool) -> None:
+    """The builder flags of the plan's precision. fp32 means fp32: TF32 (on by default, the
+    tensor-core math of Ampere and newer, 10 mantissa bits) is cleared, so an fp32 plan meets
+    the gate's fp32 bound on the GPU as on the CPU (fp16 plans are the fast ones). tensorrt
+    10.x's fp16 from an fp32 graph: the FP16 flag (:func:`plan_precision`)."""
+    trt = flavour.trt
+    if precision == "fp32":
+        config.clear_flag(trt.BuilderFlag.TF32)
+    if fp16_flag:
+        config.set_flag(trt.BuilderFlag.FP16)
 
 
 def _builder_config(builder, settings: BuildSettings):
@@ -392,5 +404,7 @@ def build_engine(
     info = info or read_onnx_info(onnx_path)
     precision = plan_precision(info.precision, settings.precision, settings.flavour, onnx_path)[0]
     settings = replace(settings, precision=precision)
-    plan = build_plan(onnx_path, settings, info)
+    gpu = settings.flavour.gpu if settings.flavour.name == "tensorrt" else None
+    with current_gpu(gpu.index if gpu else 0):  # tensorrt builds on the current device
+        plan = build_plan(onnx_path, settings, info)
     return write_plan_with_sidecar(plan, engine_path, onnx_path, settings, info)

@@ -2,7 +2,7 @@
 
     import maskdepth
 
-    run = maskdepth.fit("data/mine", out="runs/mine", size=96, max_minutes=30)
+    run = maskdepth.fit("data/mine", out="runs/mine", sizes=[96], max_minutes=30)
     scores = maskdepth.evaluate(run["best_path"], "data/mine")
     onnx = maskdepth.convert(run["best_path"], "models/mine.onnx")
     result = maskdepth.Predictor(onnx.path).predict("scene.jpg", bg="empty.jpg")

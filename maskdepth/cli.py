@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 from maskdepth import __version__
 from maskdepth.commands import NAMES, Command
+from maskdepth.options import options_from
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
-from maskdepth.runtime.options import options_from
 from maskdepth.runtime.runners.cuda import check_device
 
 

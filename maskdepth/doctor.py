@@ -43,13 +43,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 from maskdepth import __version__
+from maskdepth.options import add_options, option, options_from
 from maskdepth.runtime.engine_sidecar import (
     FLAVOURS,
     INSTALL,
     RTX_COMPUTE_CAPABILITIES,
     RTX_DEFAULT_COMPUTE_CAPABILITIES,
 )
-from maskdepth.runtime.options import add_options, option, options_from
 from maskdepth.runtime.runners.cuda import GpuInfo, _driver, gpu_info
 
 # onnxruntime's provider names, as in maskdepth.runtime.runners.ort, which cannot be imported

@@ -24,6 +24,7 @@ import numpy as np
 
 from .errors import MaskDepthError
 from .metrics import MetricAccumulator
+from .runners.base import batch_limits
 
 OUTPUTS = ("mask", "depth")
 PER_OUTPUT = ("max_abs", "mean_abs")  # bounds that apply to each output
@@ -34,7 +35,7 @@ DEFAULT_TOLERANCES = {
     "fp16": {"iou": 0.002, "rmse": 0.002},
     "int8": {"iou": 0.01, "rmse": 0.005},
 }
-BATCH = 8  # samples per call, for the reference and the candidate alike
+BATCH = 8  # samples per batch; a runner whose profile takes fewer gets them in smaller calls
 _LABELS = {
     "max_abs": "max abs diff",
     "mean_abs": "mean abs diff",
@@ -98,23 +99,54 @@ def compare(
     """Run ``reference`` and ``candidate`` on the same batches of ``samples`` and compare their
     outputs with each other and with the ground truth. ``tolerance``: None for the defaults of
     ``precision``, else a mapping as in the module's docstring (used as given). Runners must be
-    active (``with runner:``)."""
+    active (``with runner:``); each is fed batches its profile takes (:func:`infer_within`)."""
     diffs = DiffAccumulator()
     batches: Iterable[Batch] = samples.batches(batch)
     if progress is not None:
         batches = progress(batches, -(-len(samples) // batch))
+    limits = (batch_limits(reference), batch_limits(candidate))
     for item in batches:
-        diffs.update(reference.infer(item.feed), candidate.infer(item.feed), item.mask, item.depth)
+        diffs.update(
+            infer_within(reference, item.feed, *limits[0]),
+            infer_within(candidate, item.feed, *limits[1]),
+            item.mask,
+            item.depth,
+        )
     return diffs.result(precision, tolerance)
 
 
 def score(runner: Inferrer, samples: Samples, batch: int = BATCH) -> dict:
     """``runner``'s metrics (IoU, RMSE, ...) against the ground truth of ``samples``."""
     scores = MetricAccumulator()
+    limits = batch_limits(runner)
     for item in samples.batches(batch):
-        out = runner.infer(item.feed)
+        out = infer_within(runner, item.feed, *limits)
         scores.update(out["mask"], item.mask, out["depth"], item.depth)
     return scores.compute()
+
+
+def infer_within(
+    runner: Inferrer, feed: dict[str, np.ndarray], low: int | None, high: int | None
+) -> Outputs:
+    """``runner.infer(feed)`` in calls of ``low`` to ``high`` samples (:func:`batch_limits`: an
+    engine's profile, a fixed batch of an ONNX file): the batch is cut into calls of at most
+    ``high``, a short one padded with copies of its first sample up to ``low`` (as the Predictor
+    does), and the outputs joined back, the padding dropped."""
+    count = len(next(iter(feed.values())))
+    if (high is None or count <= high) and (low is None or count >= low):
+        return runner.infer(feed)
+    step = high or count
+    parts: list[Outputs] = []
+    for start in range(0, count, step):
+        chunk = {name: values[start : start + step] for name, values in feed.items()}
+        size = len(next(iter(chunk.values())))
+        if low is not None and size < low:
+            chunk = {
+                name: np.concatenate([v, np.repeat(v[:1], low - size, 0)])
+                for name, v in chunk.items()
+            }
+        parts.append({name: out[:size] for name, out in runner.infer(chunk).items()})
+    return {name: np.concatenate([part[name] for part in parts]) for name in parts[0]}
 
 
 class Recorded:

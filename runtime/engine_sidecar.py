@@ -11,11 +11,12 @@ Keys::
     target                   tensorrt: {"gpu": name, "compute_capability": "8.6"};
                              tensorrt_rtx: {"compute_capabilities": ["8.0", "8.6", ...]}
     profile                  {input: {"min": shape, "opt": shape, "max": shape}}
-    precision                "fp32" | "fp16" | "int8"
     onnx                     {"path": the ONNX file built from, "sha256": its hash}
     plan                     {"sha256": the plan's hash, "bytes": its size}
     checkpoint               the checkpoint the ONNX file came from, when known
-    model                    the model config, ModelInfo.to_dict() (the ONNX metadata)
+    model                    the model config, ModelInfo.to_dict() (the ONNX metadata), its
+                             "precision" the plan's ("fp32" | "fp16" | "int8"): the one place
+                             the sidecar says it
 
 No torch and no TensorRT here: the runner imports the flavour the sidecar names.
 """
@@ -83,7 +84,6 @@ def make_sidecar(
         "profile": {
             name: {k: list(v) for k, v in shapes.items()} for name, shapes in profile.items()
         },
-        "precision": precision,
         "onnx": {"path": str(Path(onnx_path).resolve()), "sha256": sha256_of(onnx_path)},
         "plan": {"sha256": sha256_of(plan), "bytes": len(plan)},
         "checkpoint": str(checkpoint) if checkpoint else None,
@@ -190,12 +190,13 @@ def rebuild_command(
     TensorRT-RTX plan's compute capabilities)."""
     shapes: dict[str, list[int]] = next(iter(sidecar["profile"].values()), {})
     opt, largest = shapes.get("opt", [1, 3, 0, 0]), shapes.get("max", [1, 3, 0, 0])
-    dynamic = "height" in ModelInfo.from_dict(sidecar["model"]).dynamic
+    info = ModelInfo.from_dict(sidecar["model"])
+    dynamic = "height" in info.dynamic
     words = [
         "maskdepth", "export", sidecar.get("checkpoint") or "CHECKPOINT",
         "--format", "engine",
         "--from", sidecar.get("onnx", {}).get("path") or "MODEL.onnx",
-        "--precision", sidecar.get("precision", "fp32"),
+        "--precision", info.precision,
         "--size", str(opt[2]), str(opt[3]),
         "--max-batch", str(largest[0]),
     ]  # fmt: skip
@@ -209,7 +210,6 @@ def rebuild_command(
     if sidecar["flavour"] == "tensorrt_rtx":
         wanted = list(sidecar["target"].get("compute_capabilities") or [])
         wanted += [gpu_cc] if gpu_cc and gpu_cc not in wanted else []
-        for cc in wanted:
-            words += ["--compute-capability", cc]
+        words += ["--compute-capability", *wanted] if wanted else []  # nargs="+": one flag
     command = shlex.join([*words, "--out", str(engine_path)])
     return command if sidecar["flavour"] == "tensorrt_rtx" else command + " (on this machine)"

@@ -5,7 +5,7 @@ model's own metadata (ONNX ``metadata_props`` or the engine sidecar), prepares t
 the same functions training uses (:mod:`maskdepth.runtime.preprocess`), runs a runner and
 resizes the outputs back. Callers never see tensors.
 
-    p = Predictor("model.onnx")                # device="auto" | "cpu" | "cuda"
+    p = Predictor("model.onnx")                # device="auto" | "cpu" | "cuda" | "cuda:1"
     out = p.predict(scene, bg=bg)              # RGB uint8 arrays (gray/RGBA converted) or paths
     p.set_background(bg); out = p.predict(scene)              # fixed camera: bg prepared once
     for out in p.predict_batch(scenes, bgs=bg, batch_size=8): # streams, constant memory
@@ -34,6 +34,8 @@ from .errors import MaskDepthError
 from .image import as_rgb, decode_image, read_image
 from .model_info import INPUT_NAMES, OUTPUT_NAMES, ModelInfo
 from .preprocess import Preprocessing, prepare_background, prepare_scene, resize_map
+from .runners.base import batch_limits
+from .runners.cuda import parse_device
 from .visualize import depth_colormap, mask_overlay
 
 ImageInput = np.ndarray | str | os.PathLike | bytes
@@ -149,7 +151,8 @@ class Predictor:
     """One model file on one device, with its pre- and post-processing.
 
     ``path``: a ``.onnx`` file exported by maskdepth, or a TensorRT ``.engine`` with its
-    sidecar. ``device``: "auto" (a GPU when the backend has one), "cpu" or "cuda".
+    sidecar. ``device``: "auto" (a GPU when the backend has one and there is one), "cpu",
+    "cuda" or "cuda:N" (GPU N).
     ``threads``: CPU threads for onnxruntime (default: onnxruntime's). ``backend``: None picks
     by suffix; "onnxruntime", "onnxruntime-tensorrt" (onnxruntime's TensorRT provider) or
     "tensorrt" (a native engine).
@@ -171,7 +174,7 @@ class Predictor:
             raise MaskDepthError(f"backend {backend!r}: expected one of {', '.join(BACKENDS)}")
         self.backend = backend
         self._runner, self.info = open_runner(self.path, backend, device, threads)
-        self._min_batch, self._max_batch = _batch_limits(self._runner)
+        self._min_batch, self._max_batch = batch_limits(self._runner)
         self._background: _Background | None = None
 
     # -------------------------------------------------------------- what runs
@@ -345,7 +348,8 @@ def open_runner(path: Path, backend: str, device: str, threads: int | None):
                 f"{path}: the tensorrt backend runs engines (.engine); build one with "
                 "'maskdepth export ... --format engine' or use backend 'onnxruntime'"
             )
-        if device == "cpu":
+        kind, index = parse_device(device)
+        if kind == "cpu":
             raise MaskDepthError(
                 f"{path}: a TensorRT engine runs on a CUDA GPU only; use the .onnx file for "
                 "device 'cpu'"
@@ -354,7 +358,7 @@ def open_runner(path: Path, backend: str, device: str, threads: int | None):
         from .runners.tensorrt import TensorRTRunner
 
         info = engine_info(path)  # checks the sidecar: "rebuild with ..." before deserialising
-        engine_runner = TensorRTRunner(path)
+        engine_runner = TensorRTRunner(path, device=index)
         engine_runner.activate()
         return engine_runner, info
     if is_engine:
@@ -380,15 +384,3 @@ def _check_io(runner, path: Path) -> None:
         raise MaskDepthError(
             f"{path}: inputs {list(names)}, expected {list(INPUT_NAMES)} (a maskdepth export)"
         )
-
-
-def _batch_limits(runner) -> tuple[int | None, int | None]:
-    """(smallest, largest) batch the model takes: a fixed batch dimension of an ONNX model,
-    an engine's optimisation profile; None where it is free."""
-    profile = (getattr(runner, "sidecar", None) or {}).get("profile", {}).get("scene")
-    if profile:
-        return int(profile["min"][0]), int(profile["max"][0])
-    shape = runner.input_metadata.get("scene", (None, ()))[1]
-    batch = shape[0] if shape else None
-    fixed = batch if isinstance(batch, int) and batch > 0 else None
-    return fixed, fixed

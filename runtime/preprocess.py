@@ -17,7 +17,7 @@ import numpy as np
 from .errors import MaskDepthError
 from .image import as_rgb
 
-# The seed's statistics (images / 255): bg, then fg_bg (see DESIGN.md section 1).
+# The seed's statistics (images / 255): bg, then fg_bg, measured on the seed's dataset.
 SEED_MEAN = (0.5558, 0.5201, 0.4632, 0.5445, 0.5092, 0.4564)
 SEED_STD = (0.2150, 0.2160, 0.2305, 0.2265, 0.2253, 0.2360)
 

@@ -94,7 +94,7 @@ def tiny_run(tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny_run") / "run"
     config = TrainConfig(
-        data="synth", size=32, epochs=1, batch=4, out=str(out), threads=2, workers=0,
+        data="synth", sizes=[32], epochs=1, batch=4, out=str(out), threads=2, workers=0,
         synth_count=40, synth_per_background=10, samples=2, progress=False,
     )  # fmt: skip
     train(config)

@@ -2,6 +2,8 @@
 people read, and a broken model that fails its own rows only."""
 
 import json
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
@@ -79,6 +81,41 @@ def test_bench_without_reference_scores_against_ground_truth(models, tmp_path):
     assert main(args) == 0
     (row,) = json.loads((out / "bench.json").read_text())["rows"]
     assert row["status"] == "ok" and 0 <= row["iou"] <= 1 and row["d_iou"] is None
+
+
+def test_two_files_of_one_size_each_get_their_own_normalisation(models, tmp_path):
+    """Samples are made per pre-processing, not per size: a file of the same size that says
+    another mean/std is fed inputs normalised its way."""
+    import onnx
+
+    from maskdepth.export.samples import held_out_samples
+    from maskdepth.runtime.compare import score
+    from maskdepth.runtime.model_info import read_onnx_info
+    from maskdepth.runtime.predictor import open_runner
+
+    fp32 = models[0]
+    pre = read_onnx_info(fp32).preprocessing
+    other = replace(pre, mean=(0.5,) * 6, std=tuple(2 * v for v in pre.std))
+    graph = onnx.load(str(fp32))
+    for prop in graph.metadata_props:
+        if prop.key == "maskdepth.preprocessing":
+            prop.value = json.dumps(other.to_dict())
+    renormalised = tmp_path / "renormalised.onnx"
+    onnx.save(graph, str(renormalised))
+    assert read_onnx_info(renormalised).preprocessing == other
+
+    out = tmp_path / "bench"
+    args = ["bench", str(fp32), str(renormalised), "--out", str(out), "--batch", "2",
+            "--count", "8", "--iters", "1", "--warmup", "0"]  # fmt: skip
+    assert main(args) == 0
+    rows = json.loads((out / "bench.json").read_text())["rows"]
+    for row, expected in zip(rows, (pre, other), strict=True):
+        assert row["status"] == "ok"
+        runner, _ = open_runner(Path(row["model"]), "onnxruntime", "cpu", None)
+        alone = score(runner, held_out_samples({}, expected, 8))  # this file benched alone
+        runner.deactivate()
+        assert (row["iou"], row["rmse"]) == pytest.approx((alone["iou"], alone["rmse"]))
+    assert rows[0]["rmse"] != pytest.approx(rows[1]["rmse"])  # the inputs really differ
 
 
 def test_bench_bad_input_is_one_line(tmp_path, capsys):

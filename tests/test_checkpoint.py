@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.preprocess import SEED_MEAN, Preprocessing
+from maskdepth.runtime.preprocess import SEED_MEAN
 from maskdepth.train.checkpoint import (
     FORMAT,
     FORMAT_VERSION,
@@ -31,7 +31,6 @@ KEYS = {
     "maskdepth_version",
     "model",
     "config",
-    "preprocessing",
     "state_dict",
     "ema_state_dict",
     "epoch",
@@ -57,7 +56,7 @@ def ckpt_path(tmp_path_factory) -> Path:
     config = TrainConfig(
         data="synth",
         synth_count=10,
-        size=32,
+        sizes=[32],
         batch=2,
         epochs=1,
         threads=1,
@@ -93,7 +92,7 @@ def test_round_trip_has_every_key_and_plain_types(ckpt_path):
     _only_plain(raw)
     assert ckpt["format"] == FORMAT and ckpt["format_version"] == FORMAT_VERSION
     assert ckpt["model"] == {"name": "u2netp-lite", "options": {"decoders": 1}}
-    assert tuple(ckpt["preprocessing"]["size"]) == (32, 32)
+    assert "preprocessing" not in ckpt  # one place: the model config's
     assert ckpt["epoch"] == 1 and ckpt["epoch_step"] == 0 and ckpt["step"] == 4  # 9 train / 2
     assert set(ckpt["rng"]) == {"torch", "numpy", "python", "cuda"}
     assert ckpt["loss"]["mask"] == {"bce": 1.0, "dice": 1.0}
@@ -201,19 +200,19 @@ def test_the_model_config_is_in_the_checkpoint(ckpt_path):
     ckpt = load_checkpoint(ckpt_path)
     config = checkpoint_config(ckpt)
     assert (config.model, config.size, config.stride) == ("u2netp-lite", (32, 32), 32)
-    assert config.preprocessing == Preprocessing.from_dict(ckpt["preprocessing"])
+    assert config.to_dict() == ckpt["config"]
     assert config.preprocessing.mean == SEED_MEAN  # on-the-fly synth has no statistics
     assert config.depth_scale_m == 20.0  # the synth manifest's scale, kept for export
     assert config.manifest_hash == ckpt["data"]["manifest_hash"]
 
 
-def test_a_checkpoint_from_before_configs_still_loads_and_says_so(ckpt_path):
+def test_a_checkpoint_from_before_configs_is_refused_in_one_line(tmp_path, ckpt_path):
     ckpt = load_checkpoint(ckpt_path)
-    old = {k: v for k, v in ckpt.items() if k != "config"}
-    with pytest.warns(UserWarning, match="before model configs"):
-        config = checkpoint_config(old | {"data": dict(old["data"], spec="/gone/data")})
-    assert config.depth_scale_m is None and config.size == (32, 32)
-    assert checkpoint_config(old).depth_scale_m == 20.0  # synth: the scale it always had
+    path = tmp_path / "old.pt"
+    save_checkpoint(path, {k: v for k, v in ckpt.items() if k != "config"})
+    _one_line_error(path, "written by an older maskdepth .no model config.; retrain")
+    with pytest.raises(MaskDepthError, match="older maskdepth .no model config.; retrain"):
+        checkpoint_config({k: v for k, v in ckpt.items() if k != "config"})
 
 
 def test_training_refuses_a_size_the_model_cannot_export(tmp_path):

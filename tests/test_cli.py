@@ -163,10 +163,15 @@ def test_ctrl_c_stops_cleanly_and_marks_the_dataset_incomplete(tmp_path, verb):
         # A shell's background job inherits SIGINT ignored; Ctrl-C is what is tested here.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+    # Ctrl-C once the run is under way: a scene written (the pool is up and working) and every
+    # helper process (fork server, workers) past the point where it ignores SIGINT, as the
+    # parent's to handle; before that, a worker would die of it with a traceback.
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and not list(out.glob("fg_bg/*/*")):
-        time.sleep(0.05)
-    time.sleep(0.5)
+    while not (list(out.glob("fg_bg/*/*")) and _helpers_ignore_sigint(process.pid)):
+        if time.monotonic() > deadline or process.poll() is not None:
+            process.kill()
+            pytest.fail(f"data {verb} never got under way: {process.communicate()[1][-2000:]}")
+        time.sleep(0.01)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal sends: the whole group
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
@@ -175,6 +180,27 @@ def test_ctrl_c_stops_cleanly_and_marks_the_dataset_incomplete(tmp_path, verb):
     assert not list(out.rglob("*.part"))
     done = _cli("data", "info", out)
     assert done.returncode == 2 and "stopped before finishing this dataset" in done.stderr
+
+
+def _helpers_ignore_sigint(leader: int) -> bool:
+    """Whether every process of ``leader``'s session but ``leader`` itself ignores SIGINT
+    (read from /proc: the signal mask each process set for itself)."""
+    import signal
+
+    helpers = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[3]) != leader or int(stat.parent.name) == leader:  # session, pid
+                continue
+            status = (stat.parent / "status").read_text()
+        except (OSError, ValueError, IndexError):  # gone meanwhile
+            continue
+        ignored = next(line for line in status.splitlines() if line.startswith("SigIgn:"))
+        if not int(ignored.split()[1], 16) & (1 << (signal.SIGINT - 1)):
+            return False
+        helpers += 1
+    return helpers > 0
 
 
 @pytest.mark.slow
@@ -211,9 +237,9 @@ def test_every_subcommand_reads_its_defaults_from_its_options_dataclass():
     dataclass's own defaults (required options and positionals given)."""
     from maskdepth.benchmarks.bench import BenchOptions
     from maskdepth.cli import build_parser
+    from maskdepth.commands.predict import PredictOptions
     from maskdepth.export.options import ExportOptions
-    from maskdepth.runtime.options import options_from
-    from maskdepth.runtime.predict_cli import PredictOptions
+    from maskdepth.options import options_from
 
     parser = build_parser()
     cases = [
@@ -231,7 +257,7 @@ def test_every_subcommand_reads_its_defaults_from_its_options_dataclass():
 
 def test_parsed_values_become_the_fields_types():
     from maskdepth.cli import build_parser
-    from maskdepth.runtime.options import options_from
+    from maskdepth.options import options_from
 
     argv = ["export", "m.pt", "--out", "m.onnx", "--size", "64", "96", "--raw-weights"]
     args = build_parser().parse_args([*argv, "--compute-capability", "8.6", "8.9"])

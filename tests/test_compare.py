@@ -18,12 +18,12 @@ SIZE = 32
 class Samples:
     """``count`` random normalised inputs with ground truth, in batches like HeldOut."""
 
-    def __init__(self, count: int, seed: int = 0) -> None:
+    def __init__(self, count: int, seed: int = 0, size: tuple[int, int] = (SIZE, SIZE)) -> None:
         rng = np.random.default_rng(seed)
-        shape = (count, 3, SIZE, SIZE)
+        shape = (count, 3, *size)
         self.bg, self.scene = (rng.standard_normal(shape, np.float32) for _ in "ab")
-        self.mask = (rng.random((count, 1, SIZE, SIZE)) > 0.5).astype(np.float32)
-        self.depth = rng.random((count, 1, SIZE, SIZE), np.float32)
+        self.mask = (rng.random((count, 1, *size)) > 0.5).astype(np.float32)
+        self.depth = rng.random((count, 1, *size), np.float32)
 
     def __len__(self) -> int:
         return len(self.bg)
@@ -139,3 +139,25 @@ def test_recorded_reference_runs_once_by_content_not_position():
     compare(recorded, Offset(), samples, batch=5)  # other batches: computed, still correct
     assert reference.calls == 5
     assert score(recorded, samples, batch=4) == score(Offset(), samples, batch=4)
+
+
+def test_a_runner_that_takes_small_batches_is_fed_batches_it_takes(tmp_path):
+    """An ONNX file with a fixed batch of 2 (as an engine built with --max-batch 2 refuses
+    more): compare and score feed it calls of 2, the last one padded, and the result is the
+    same as the free-batch file's on all 7 samples."""
+    from test_predictor import TINY_SIZE, write_tiny_model
+
+    from maskdepth.runtime.runners.base import batch_limits
+    from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
+
+    samples = Samples(7, size=TINY_SIZE)
+    free = write_tiny_model(tmp_path / "free.onnx")
+    fixed = write_tiny_model(tmp_path / "fixed.onnx", batch=2)
+    with OnnxRuntimeRunner(free) as reference, OnnxRuntimeRunner(fixed) as candidate:
+        assert batch_limits(candidate) == (2, 2) and batch_limits(reference) == (None, None)
+        with pytest.raises(Exception, match="dimensions"):  # what a batch of 8 met before
+            candidate.infer(next(samples.batches(8)).feed)
+        comparison = compare(Recorded(reference), candidate, samples)
+        assert comparison and comparison.count == 7
+        assert comparison.max_abs == {"mask": 0.0, "depth": 0.0}
+        assert score(candidate, samples) == score(reference, samples)

@@ -21,6 +21,7 @@ from maskdepth.train.data.depth import (
     ground_plane_depth,
     stand_on_ground,
 )
+from maskdepth.train.data.depth_presets import DepthInput
 from maskdepth.train.data.manifest import read_manifest
 from maskdepth.train.data.sources import open_source
 
@@ -312,7 +313,7 @@ def test_onnx_depth_model_errors_name_the_file(tmp_path):
             OnnxDepthModel(path).check((16, 16))
         assert "\n" not in str(caught.value)
     with pytest.raises(MaskDepthError, match="disparity"):
-        OnnxDepthModel(cases["rank.onnx"], output="inverse")
+        OnnxDepthModel(cases["rank.onnx"], DepthInput(output="inverse"))
 
 
 def test_bad_inputs_fail_fast_with_one_line_naming_the_path(tmp_path):

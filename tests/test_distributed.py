@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -126,3 +127,23 @@ def test_ddp_on_gloo_matches_one_process_with_the_same_global_batch(tmp_path):
         "metrics.csv",
         "samples.png",
     ]
+
+
+@pytest.mark.slow
+def test_progressive_stages_under_torchrun_join_one_process_group(tmp_path):
+    # Two stages in one torchrun command: each rank joins the gloo group once for both (a
+    # group destroyed and re-created per stage is known to hang on NCCL), and both finish.
+    run = _launch(tmp_path / "prog", tmp_path / "ranks", "--size", "16,32", processes=2)
+    output = run.communicate(timeout=300)[0]
+    assert run.returncode == 0, output[-3000:]
+    for rank in (0, 1):
+        assert torch.load(tmp_path / "ranks" / f"rank{rank}.pt")["process_groups_joined"] == 1
+    stages = json.loads((tmp_path / "prog" / "stages.json").read_text())
+    assert [s["size"] for s in stages] == [16, 32]
+    for stage in ("stage1-16", "stage2-32"):
+        for name in ("last.pt", "best.pt"):
+            ckpt = load_checkpoint(tmp_path / "prog" / stage / name)
+            assert ckpt["step"] == 4 and ckpt["progress"]["world"] == 2  # 16 // (2 x 2)
+    final, last = (load_checkpoint(tmp_path / "prog" / n / "last.pt") for n in ("", "stage2-32"))
+    assert final["train"]["init"] == str(tmp_path / "prog" / "stage1-16" / "best.pt")
+    assert all(torch.equal(v, last["state_dict"][k]) for k, v in final["state_dict"].items())

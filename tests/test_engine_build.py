@@ -107,7 +107,7 @@ def test_engine_and_sidecar(rtx, engines, onnx_files, precision):
     source = onnx_files["int8-tensorrt" if precision == "int8" else precision]
     assert sidecar["onnx"]["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
     assert sidecar["plan"] == {"sha256": hashlib.sha256(plan).hexdigest(), "bytes": len(plan)}
-    assert sidecar["precision"] == precision
+    assert "precision" not in sidecar  # once, in the model config
     assert engine_info(engine) == INFO.with_precision(precision)  # all the ONNX metadata
 
 
@@ -224,6 +224,33 @@ def test_compute_capabilities_and_profiles():
         Profile.for_export((64, 64), dynamic=False, max_batch=0)
 
 
+def test_a_crashed_gate_leaves_no_engine_at_the_final_name(rtx, onnx_files, tmp_path):
+    """The plan is built under a pending name and named only by the gate. The builder is told
+    a GPU is here (the injected fact); the gate's runner then finds none and fails: nothing
+    stays at the final name, nor under the pending one."""
+    from dataclasses import replace
+
+    from maskdepth.export.engine import export_engine
+    from maskdepth.export.gate import Reference
+    from maskdepth.export.options import ExportOptions
+    from maskdepth.export.parity import reference_runner
+    from maskdepth.export.samples import held_out_samples
+    from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
+    from maskdepth.train.models import create_model
+
+    if gpu_info(0) is not None:
+        pytest.skip("a CUDA GPU is here: the gate would run")
+    samples = held_out_samples({}, INFO.preprocessing, 2)
+    reference = Reference(samples, reference_runner(create_model("u2netp-lite").eval(), samples))
+    flavour = replace(rtx, gpu=GpuInfo(0, "NVIDIA RTX A6000", "8.6"))
+    options = ExportOptions(format="engine", max_batch=2, compute_capabilities=("8.6",))
+    out = tmp_path / "out" / "model.engine"
+    out.parent.mkdir()
+    with pytest.raises(MaskDepthError, match="no GPU 0 here"):
+        export_engine(onnx_files["fp32"], out, options, flavour, reference, {}, None)
+    assert list(out.parent.iterdir()) == []
+
+
 # sidecar (no TensorRT needed)
 
 
@@ -258,6 +285,30 @@ def test_sidecar_round_trip(tmp_path):
     check_sidecar(sidecar, "1.7.1.116", None, engine_path=engine)  # no GPU: not compared
 
 
+def test_sidecar_holds_the_precision_once(tmp_path):
+    engine, sidecar = _sidecar(tmp_path)
+    assert "precision" not in sidecar and sidecar["model"]["precision"] == "fp16"
+    int8 = dict(sidecar, model=INFO.with_precision("int8").to_dict())
+    assert engine_info(engine).precision == "fp16"
+    with pytest.raises(MaskDepthError) as caught:  # the rebuild reads what the runtime reads
+        check_sidecar(int8, "1.8.0.1", None, engine_path=engine)
+    assert _parsed_rebuild(str(caught.value)).options.precision == "int8"
+
+
+def _parsed_rebuild(message: str):
+    """The export options of the "rebuild with:" command in ``message``, parsed by the real
+    ``maskdepth export`` parser (what a user who pastes it gets)."""
+    import shlex
+
+    from maskdepth.cli import build_parser
+    from maskdepth.options import options_from
+
+    words = shlex.split(message.split("rebuild with: ", 1)[1])
+    assert words[:2] == ["maskdepth", "export"]
+    args = build_parser().parse_args(words[1:])
+    return options_from(args.handler.options, args)
+
+
 def test_sidecar_mismatch_says_how_to_rebuild(tmp_path):
     engine, sidecar = _sidecar(tmp_path)
     with pytest.raises(MaskDepthError) as caught:
@@ -265,12 +316,17 @@ def test_sidecar_mismatch_says_how_to_rebuild(tmp_path):
     message = str(caught.value)
     assert "built with tensorrt_rtx 1.7.1.116, this is tensorrt_rtx 1.8.0.1" in message
     assert "built for compute capabilities 8.6, 8.9 and this GPU RTX 2080 is 7.5" in message
-    assert message.endswith(
-        f"rebuild with: maskdepth export 'runs/a b/best.pt' --format engine --from "
-        f"{tmp_path / 'm.onnx'} --precision fp16 --size 64 64 --max-batch 8 "
-        f"--compute-capability 8.6 --compute-capability 8.9 --compute-capability 7.5 "
-        f"--out {engine}"
+    command = _parsed_rebuild(message)
+    assert (str(command.checkpoint), command.out) == ("runs/a b/best.pt", engine)
+    options = command.options
+    assert (options.format, options.from_onnx, options.precision) == (
+        "engine",
+        tmp_path / "m.onnx",
+        "fp16",
     )
+    assert (options.size, options.max_batch, options.dynamic) == ((64, 64), 8, False)
+    # every target the plan had, and this GPU's: argparse keeps only the last of repeated flags
+    assert options.compute_capabilities == ("8.6", "8.9", "7.5")
     with pytest.raises(MaskDepthError, match="which is not installed .pip install tensorrt-rtx"):
         check_sidecar(sidecar, None, None, engine_path=engine)
 
@@ -368,6 +424,24 @@ def test_runner_checks_before_deserialising(engines, tmp_path):
     sidecar_path(engine).unlink()
     with pytest.raises(MaskDepthError, match="no sidecar"):
         TensorRTRunner(engine)
+
+
+def test_gpu_n_is_the_gpu_the_runner_and_the_builder_use(rtx, engines, onnx_files, tmp_path):
+    """cuda:N reaches the engine runner (GPU 1: none here) and the tensorrt builder, which
+    makes GPU N current before building (the injected fact: a GPU 1; here CUDA refuses it)."""
+    from maskdepth.export.tensorrt_build import BuildSettings, Flavour, Profile, build_engine
+    from maskdepth.runtime import Predictor
+    from maskdepth.runtime.runners.cuda import GpuInfo, gpu_info
+
+    if gpu_info(1) is not None:
+        pytest.skip("this machine has a GPU 1")
+    with pytest.raises(MaskDepthError, match="there is no GPU 1 here"):
+        Predictor(engines["fp16"], device="cuda:1")
+    flavour = Flavour("tensorrt", rtx.trt, GpuInfo(1, "NVIDIA A100", "8.0"))  # RTX's API
+    with pytest.raises((MaskDepthError, MissingDependencyError), match="GPU 1|cuda-python"):
+        build_engine(onnx_files["fp32"], tmp_path / "m.engine",
+                     BuildSettings(flavour, Profile(SIZE), progress=False))  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
 
 
 # on a CUDA GPU

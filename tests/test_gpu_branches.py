@@ -40,3 +40,75 @@ def test_device_cuda_without_a_gpu_is_one_line_and_exit_2(command, tmp_path, cap
     assert len(lines) == 1, captured.err
     assert lines[0].startswith(f"maskdepth {command}: error: --device cuda: no CUDA GPU")
     assert "--device cpu" in lines[0] and not list(tmp_path.iterdir())  # nothing was started
+
+
+# GPU N (cuda:N) everywhere a device is taken, and the fp32 gate without TF32
+
+
+def test_cuda_n_is_a_device_everywhere_one_is_taken():
+    from maskdepth.cli import build_parser
+    from maskdepth.options import options_from
+    from maskdepth.runtime.runners.cuda import parse_device
+
+    assert [parse_device(d) for d in ("auto", "cpu", "cuda", "cuda:1")] == [
+        ("auto", 0),
+        ("cpu", 0),
+        ("cuda", 0),
+        ("cuda", 1),
+    ]
+    check_device("cuda:1", gpu=GpuInfo(1, "NVIDIA H200", "9.0"))
+    with pytest.raises(MaskDepthError, match="--device cuda:1: no CUDA GPU 1 here"):
+        check_device("cuda:1", gpu=None)
+    for bad in ("cuda:", "cuda:x", "gpu:1", "cuda:-1"):
+        with pytest.raises(MaskDepthError, match=f"device '{bad}': expected one of"):
+            parse_device(bad)
+        with pytest.raises(MaskDepthError, match=f"--device {bad}: expected one of"):
+            check_device(bad)
+    for argv in (COMMANDS["export"], COMMANDS["predict"], COMMANDS["bench"], COMMANDS["eval"]):
+        args = build_parser().parse_args([*argv, "--device", "cuda:1"])
+        assert options_from(args.handler.options, args) is not None
+        assert args.device == "cuda:1"
+
+
+def test_device_gpu_n_reaches_the_cuda_provider_and_tf32_is_off_for_the_gate(tmp_path):
+    from test_predictor import write_tiny_model
+
+    from maskdepth.runtime.runners.ort import CUDA, TENSORRT, OnnxRuntimeRunner
+
+    tiny = write_tiny_model(tmp_path / "tiny.onnx")
+    runner = OnnxRuntimeRunner(tiny, device="cuda:1")
+    assert (runner.requested_device, runner.device_index) == ("cuda", 1)
+    assert runner._provider_entry(CUDA) == (CUDA, {"device_id": "1"})  # TF32: onnxruntime's
+    assert runner._provider_entry(TENSORRT)[1]["device_id"] == 1
+    gate = OnnxRuntimeRunner(tiny, device="cuda", tf32=False)  # what the export gate runs
+    assert gate._provider_entry(CUDA) == (CUDA, {"device_id": "0", "use_tf32": "0"})
+
+
+def test_auto_asks_for_a_gpu_provider_only_when_there_is_a_gpu():
+    """onnxruntime-gpu on a machine without a GPU: "auto" asks for nothing (and so warns of
+    nothing); "cuda" still asks, so that its absence is an error."""
+    from maskdepth.runtime.runners.ort import CPU, CUDA, TENSORRT, wanted_gpu_providers
+
+    gpu_build = [TENSORRT, CUDA, CPU]
+    assert wanted_gpu_providers("auto", False, gpu_build, None) == []
+    assert wanted_gpu_providers("auto", True, gpu_build, None) == []
+    assert wanted_gpu_providers("auto", False, gpu_build, H200) == [CUDA]
+    assert wanted_gpu_providers("auto", False, [CPU], H200) == []
+    assert wanted_gpu_providers("cuda", False, gpu_build, None) == [CUDA]
+
+
+def test_fp32_plans_are_built_without_tf32():
+    """The builder flags of each precision, set on a real (TensorRT-RTX) builder config."""
+    trt = pytest.importorskip("tensorrt_rtx")
+    from maskdepth.export.tensorrt_build import Flavour, set_precision_flags
+    from maskdepth.runtime.runners.tensorrt import flavour_logger
+
+    builder = trt.Builder(flavour_logger(trt, "tensorrt_rtx"))
+    flavour = Flavour("tensorrt_rtx", trt, H200)
+    flags = {}
+    for precision in ("fp32", "fp16", "int8"):
+        config = builder.create_builder_config()
+        assert config.get_flag(trt.BuilderFlag.TF32)  # TensorRT's default
+        set_precision_flags(config, flavour, precision, fp16_flag=False)
+        flags[precision] = config.get_flag(trt.BuilderFlag.TF32)
+    assert flags == {"fp32": False, "fp16": True, "int8": True}

@@ -14,7 +14,7 @@ def _params(model: torch.nn.Module) -> int:
 def test_seed_network_has_exactly_the_seeds_parameter_count():
     model = create_model("u2netp-md")
     assert _params(model) == 1_769_306
-    assert _params(model.encoder) == 496_512  # DESIGN.md: the shared U2-Net-small encoder
+    assert _params(model.encoder) == 496_512  # the shared U2-Net-small encoder
     assert [_params(d) for d in model.decoders] == [636_397, 636_397]  # one per task
 
 
@@ -56,6 +56,7 @@ def test_unknown_names_and_options_are_clear():
 
 
 def test_options_are_recorded_and_rebuild_the_same_model():
+    from maskdepth.runtime.model_info import ModelInfo
     from maskdepth.runtime.preprocess import Preprocessing
     from maskdepth.train.checkpoint import model_from_checkpoint, model_record
 
@@ -63,7 +64,9 @@ def test_options_are_recorded_and_rebuild_the_same_model():
     model = create_model("u2netp-md", decoders=1)
     assert model_record(model) == {"name": "u2netp-md", "options": {"decoders": 1}}
     ckpt = {"model": model_record(model), "state_dict": model.state_dict()}
-    rebuilt, _ = model_from_checkpoint(ckpt | {"preprocessing": Preprocessing().to_dict()})
+    config = ModelInfo("u2netp-md", Preprocessing()).to_dict()
+    rebuilt, pre = model_from_checkpoint(ckpt | {"config": config})
+    assert pre == Preprocessing()
     assert len(rebuilt.decoders) == 1 and _params(rebuilt) == _params(model)
 
 
@@ -76,7 +79,7 @@ def test_every_model_declares_a_config_read_without_torch():
     assert [default_config(name).model for name in list_models()] == list_models()
     assert {default_config(name).stride for name in list_models()} == {32}
     code = (
-        "import sys; from maskdepth.train.config import TrainConfig; TrainConfig(size=64); "
+        "import sys; from maskdepth.train.config import TrainConfig; TrainConfig(sizes=[64]); "
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'torch'))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -12,9 +12,9 @@ import pytest
 from test_predictor import rgb, tiny_expected, write_tiny_model
 
 from maskdepth.cli import main
+from maskdepth.commands.predict import output_names, parse_save, write_video
 from maskdepth.runtime import MaskDepthError
 from maskdepth.runtime.image import from_unit, read_image, write_image
-from maskdepth.runtime.predict_cli import output_names, parse_save, write_video
 
 
 @pytest.fixture(scope="module")

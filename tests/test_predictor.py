@@ -20,6 +20,7 @@ from maskdepth.runtime.compare import DiffAccumulator
 from maskdepth.runtime.image import encode_image, write_image
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.preprocess import Preprocessing, prepare_pair, resize_image, resize_map
+from maskdepth.runtime.runners.cuda import GpuInfo
 from maskdepth.runtime.runners.ort import (
     OnnxRuntimeRunner,
     _precision_of,
@@ -406,6 +407,9 @@ GPU_BUILD = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecution
 CPU_BUILD = ["CPUExecutionProvider"]
 
 
+A100 = GpuInfo(0, "NVIDIA A100-SXM4-40GB", "8.0")  # the GPU fact, injected
+
+
 @pytest.mark.parametrize(
     "requested, tensorrt, available, wanted",
     [
@@ -419,7 +423,7 @@ CPU_BUILD = ["CPUExecutionProvider"]
 def test_gpu_provider_choice_from_the_providers_onnxruntime_has(
     requested, tensorrt, available, wanted
 ):
-    assert wanted_gpu_providers(requested, tensorrt, available) == wanted
+    assert wanted_gpu_providers(requested, tensorrt, available, A100) == wanted
 
 
 def test_fallback_problems_name_the_cause_and_the_fix():

@@ -1,5 +1,6 @@
-"""The code's shape, checked: imports point one way (runtime <- train <- export <- benchmarks
-<- the command line), no module imports itself back round a cycle, and units stay small."""
+"""The code's shape, checked: imports point one way (runtime <- options <- train <- export <-
+benchmarks <- the command line), the runtime holds no command-line code, no module imports
+itself back round a cycle, and units stay small."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # maskdepth.<first name> -> its layer; a module may import its own layer and the ones below.
-LAYERS = {"runtime": 0, "train": 1, "export": 2, "benchmarks": 3}
-TOP = 4  # maskdepth's own modules: the CLI, its commands, the public API, doctor
+# maskdepth.options (the options dataclasses' command-line metadata) sits above the runtime,
+# which holds only what an application imports, and below every layer that declares options.
+LAYERS = {"runtime": 0, "options": 1, "train": 2, "export": 3, "benchmarks": 4}
+TOP = 5  # maskdepth's own modules: the CLI, its commands, the public API, doctor
 # The package root holds the version and names it loads on first use (strings, not imports),
 # so every layer may read ``maskdepth.__version__``.
 ROOT_PACKAGE = -1
@@ -75,6 +78,20 @@ def test_imports_point_one_way():
              for m, targets in _graph().items() for t in sorted(targets)
              if _layer(t) > _layer(m)]  # fmt: skip
     assert not wrong, "\n".join(wrong)
+
+
+def test_the_runtime_holds_no_command_line_code():
+    """maskdepth.runtime is what an application imports; the CLI's parsing lives above it."""
+    parsing = []
+    for module, path in _modules().items():
+        if _layer(module) != LAYERS["runtime"]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            names += [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            parsing += [f"{path.relative_to(ROOT)}:{node.lineno}" for n in names if n == "argparse"]
+    assert "maskdepth.runtime.predictor" in _modules()  # the walk sees the runtime
+    assert not parsing, "argparse in the runtime: " + ", ".join(parsing)
 
 
 def test_no_import_cycles_between_modules():
@@ -149,7 +166,7 @@ def test_functions_are_short():
 def test_the_checks_see_the_whole_package():
     """The walk must find every layer, or the checks above would pass on nothing."""
     graph = _graph()
-    assert {_layer(m) for m in graph} == {ROOT_PACKAGE, 0, 1, 2, 3, TOP}
+    assert {_layer(m) for m in graph} == {ROOT_PACKAGE, 0, 1, 2, 3, 4, TOP}
     assert "maskdepth.runtime.predictor" in graph and len(graph) > 60
     assert "maskdepth.runtime.errors" in graph["maskdepth.runtime.predictor"]
 

@@ -182,16 +182,22 @@ def test_a_killed_run_leaves_only_whole_files(tmp_path):
         "progress=False)\n"
     )
     process = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-    try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (out / "fg_bg").is_dir():
-            time.sleep(0.05)
-        time.sleep(1.0)
+    try:  # kill it once it has written a few whole files, not after a guessed time
+        deadline = time.monotonic() + 60
+        while len(_whole_files(out)) <= 8:
+            assert time.monotonic() < deadline, "no files written in 60 s"
+            assert process.poll() is None, "the run ended before it was killed"
+            time.sleep(0.01)
     finally:
         os.killpg(process.pid, signal.SIGKILL)  # the run and its workers, mid-write
         process.wait()
     assert (out / INCOMPLETE).is_file()  # readers can tell the run did not finish
-    written = [p for p in out.rglob("*") if p.is_file() and not p.name.startswith(".")]
-    assert len(written) > 4 and not (out / "manifest.json").exists()
+    written = _whole_files(out)
+    assert len(written) > 8 and not (out / "manifest.json").exists()
     for path in written:
         assert read_image(path, "unchanged").size > 0, path
+
+
+def _whole_files(root: Path) -> list[Path]:
+    """Files under their final names (a file being written has a hidden temporary name)."""
+    return [p for p in root.rglob("*") if not p.name.startswith(".") and p.is_file()]

@@ -19,7 +19,7 @@ import torch
 from maskdepth.cli import main
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import read_image
-from maskdepth.train.checkpoint import load_checkpoint
+from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint
 from maskdepth.train.config import TrainConfig
 from maskdepth.train.data.split import split_indices
 from maskdepth.train.data.synth import SynthSource
@@ -32,7 +32,7 @@ from maskdepth.train.trainer import TrainingDiverged, init_weights, train
 TINY = {
     "data": "synth",
     "synth_count": 14,
-    "size": 16,  # train() itself takes any size >= 16; maskdepth train wants an exportable one
+    "sizes": [16],  # train() itself takes any size >= 16; maskdepth train wants an exportable one
     "batch": 2,
     "epochs": 1,
     "threads": 1,
@@ -60,7 +60,7 @@ def run(tmp_path_factory) -> tuple[Path, dict]:
     """The seed's network at 32 px for 2 epochs: 16 train / 4 val scenes, batch 2."""
     out = tmp_path_factory.mktemp("run") / "md32"
     threads = torch.get_num_threads()
-    config = TINY | {"model": "u2netp-md", "size": 32, "epochs": 2, "synth_count": 20}
+    config = TINY | {"model": "u2netp-md", "sizes": [32], "epochs": 2, "synth_count": 20}
     result = train(TrainConfig(**config | {"samples": 3}, val_fraction=0.2, out=str(out)))
     torch.set_num_threads(threads)
     return out, result
@@ -193,9 +193,17 @@ def _cli_process(out: Path, *options: str) -> list[str]:
 
 
 def _kill_after(victim: subprocess.Popen, path: Path, seconds: float) -> None:
-    """SIGKILL ``victim`` as soon as ``path`` exists (or it ended, or ``seconds`` passed)."""
+    """SIGKILL ``victim`` as soon as it has written ``path`` (written atomically: it exists
+    whole or not at all); fails, with the victim's last words, when it ended first or
+    ``seconds`` passed."""
     deadline = time.monotonic() + seconds
-    while not path.exists() and victim.poll() is None and time.monotonic() < deadline:
+    while not path.exists():
+        if victim.poll() is not None:
+            pytest.fail(f"ended ({victim.returncode}) before writing {path}: "
+                        f"{victim.stderr.read()[-2000:] if victim.stderr else ''}")  # fmt: skip
+        if time.monotonic() > deadline:
+            victim.kill()
+            pytest.fail(f"no {path} after {seconds} s")
         time.sleep(0.01)
     victim.send_signal(signal.SIGKILL)
     assert victim.wait(30) == -signal.SIGKILL
@@ -237,7 +245,7 @@ def test_progressive_sizes_resume_inside_a_stage_after_sigkill(tmp_path):
     last = tmp_path / "killed" / "stage2-32" / "last.pt"
     _kill_after(victim, last, 180)  # right after stage 2's first --save-every checkpoint
     cut = load_checkpoint(last)
-    assert tuple(cut["preprocessing"]["size"]) == (32, 32) and 0 < cut["epoch_step"] < 8
+    assert checkpoint_config(cut).size == (32, 32) and 0 < cut["epoch_step"] < 8
     assert not (tmp_path / "killed" / "last.pt").exists()  # the final copy comes at the end
 
     resume = subprocess.run(
@@ -252,7 +260,7 @@ def test_progressive_sizes_resume_inside_a_stage_after_sigkill(tmp_path):
         out = tmp_path / name
         stages = json.loads((out / "stages.json").read_text())
         assert [s["size"] for s in stages] == [16, 32]
-        assert tuple(load_checkpoint(out / "best.pt")["preprocessing"]["size"]) == (32, 32)
+        assert checkpoint_config(load_checkpoint(out / "best.pt")).size == (32, 32)
     stage2 = load_checkpoint(tmp_path / "alone" / "stage2-32" / "last.pt")
     assert stage2["train"]["init"] == str(tmp_path / "alone" / "stage1-16" / "best.pt")
     _same_weights(*(load_checkpoint(tmp_path / name / "last.pt") for name in ("alone", "killed")))
@@ -356,6 +364,9 @@ def test_resume_needs_a_matching_run(run, tmp_path, capsys):
     assert "--epochs 2 (now 1)" in line and "--data" not in line
     line = _cli_error(capsys, *args, "--epochs", "2", "--out", str(out), "--resume")
     assert "--val-fraction 0.2 (now 0.1)" in line
+    same = ["--epochs", "2", "--val-fraction", "0.2", "--out", str(out), "--resume"]
+    line = _cli_error(capsys, *args, "--size", "64", *same)
+    assert "--size 32 (now 64)" in line
 
 
 def test_bad_init_files(run, tmp_path, capsys):
@@ -377,12 +388,21 @@ def test_new_options_parse_and_check(capsys):
     add_train_arguments(parser)
     base = ["--data", "synth", "--out", "o"]
     config = config_from_args(parser.parse_args([*base, "--sizes", "64,96", "--time", "8"]))
-    assert (config.sizes, config.size, config.max_minutes) == ([64, 96], 96, 8.0)
+    assert (config.sizes, config.size, config.max_minutes) == ((64, 96), 96, 8.0)
+    assert config_from_args(parser.parse_args([*base, "--size", "64,96"])).sizes == (64, 96)
     assert config.epochs is None and config.epoch_limit() is None  # the budget decides
     assert TrainConfig(epochs=None).epoch_limit() == 10
-    config = config_from_args(parser.parse_args([*base, "--no-augment", "--prior", "difference"]))
-    assert (config.augment, config.prior, config.sizes) == ("none", "difference", [96])
-    assert TrainConfig.from_dict({"augment": False}).augment == "none"  # older checkpoints
+    config = config_from_args(parser.parse_args([*base, "--prior", "difference"]))
+    assert (config.augment, config.prior) == ("none", "difference")
+    assert (config.sizes, config.size) == ((96,), 96)
+    assert "size" not in config.to_dict()  # one fact: the sizes, the run's size derived
+    with pytest.raises(SystemExit):  # the flag from before the presets is gone
+        parser.parse_args([*base, "--no-augment"])
+    assert "unrecognized arguments: --no-augment" in capsys.readouterr().err
+    with pytest.raises(MaskDepthError, match="--augment False: expected one of none, geometry"):
+        TrainConfig.from_dict({"augment": False})  # a boolean, as written before the presets
+    with pytest.raises(MaskDepthError, match="--size 96: expected a list of sides"):
+        TrainConfig(sizes=96)  # type: ignore[arg-type]
     with pytest.raises(SystemExit):
         parser.parse_args([*base, "--size", "64,x"])
     assert "expected pixels, e.g. 96 or 64,96" in capsys.readouterr().err

@@ -6,8 +6,7 @@ Payload keys (``format_version`` 1)::
     format="maskdepth-checkpoint", format_version, maskdepth_version,
     model={"name", "options"} (create_model's: rebuilds the same model),
     config=ModelInfo.to_dict() (the model config: pre-processing, depth scale, stride, outputs;
-    absent before configs), preprocessing=Preprocessing.to_dict() (the config's, kept for readers
-    of older checkpoints),
+    the one place every reader takes the pre-processing from),
     state_dict, ema_state_dict (the EMA model's weights and BatchNorm buffers, or None),
     epoch (epochs completed), step (optimizer steps), epoch_step (batches done in epoch ``epoch``),
     optimizer, plan=Plan.to_dict() (the learning-rate plan), scaler,
@@ -24,9 +23,7 @@ from __future__ import annotations
 import io
 import pickle
 import random
-import warnings
 import zipfile
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -39,13 +36,11 @@ from maskdepth.runtime.image import write_bytes_atomic
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.preprocess import Preprocessing
 
-from .data.sources import Source
-from .datasets import manifest_depth_scale, manifest_normalisation
-from .models import create_model, default_config
+from .models import create_model
 
 FORMAT = "maskdepth-checkpoint"
 FORMAT_VERSION = 1
-REQUIRED = ("model", "preprocessing", "state_dict")
+REQUIRED = ("model", "state_dict")
 
 
 def save_checkpoint(path: str | Path, payload: dict) -> Path:
@@ -96,6 +91,8 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
     missing = [key for key in REQUIRED if key not in ckpt]
     if missing:
         raise MaskDepthError(f"{path}: incomplete maskdepth checkpoint, no {', '.join(missing)}")
+    if not ckpt.get("config"):
+        raise MaskDepthError(f"{path}: written by an older maskdepth (no model config); retrain")
     return ckpt
 
 
@@ -123,7 +120,7 @@ def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> tuple[nn.Module, 
     model = create_model(name, **options)
     weights = ckpt.get("ema_state_dict") if use_ema else None
     load_weights(model, weights if weights is not None else ckpt["state_dict"], name)
-    return model.eval(), Preprocessing.from_dict(ckpt["preprocessing"])
+    return model.eval(), checkpoint_config(ckpt).preprocessing
 
 
 def model_record(model: nn.Module) -> dict:
@@ -135,56 +132,11 @@ def model_record(model: nn.Module) -> dict:
     return {"name": name, "options": dict(options)}
 
 
-def training_config(name: str, size: int, source: Source, manifest_hash: str | None) -> ModelInfo:
-    """The config a run writes into its checkpoints: the variant's default at the training
-    size, with the data's mean/std when its manifest has them (else the seed's) and its depth
-    scale, so that export never needs the training data again."""
-    config = default_config(name)
-    pre = replace(config.preprocessing, size=(size, size))
-    normalisation = manifest_normalisation(source.manifest)
-    if normalisation is not None:
-        pre = replace(pre, mean=normalisation[0], std=normalisation[1])
-    scale = manifest_depth_scale(source.manifest)
-    return replace(config, preprocessing=pre, depth_scale_m=scale, manifest_hash=manifest_hash)
-
-
 def checkpoint_config(ckpt: dict) -> ModelInfo:
-    """The model config a checkpoint was trained with. A checkpoint from before configs gets
-    one rebuilt from its pre-processing and training data, with a warning: its depth scale
-    needs that data, and is lost (said, not silently) where the data is not here."""
-    if ckpt.get("config"):
-        return ModelInfo.from_dict(ckpt["config"], "checkpoint config")
-    record = ckpt.get("data") or {}
-    spec = record.get("spec")
-    scale = None
-    if spec == "synth":
-        from .data.synth import DEPTH_SCALE_M
-
-        scale = DEPTH_SCALE_M
-    elif spec and Path(spec).is_dir():
-        from .data.manifest import read_manifest
-
-        scale = manifest_depth_scale(read_manifest(spec))
-        warnings.warn(
-            f"checkpoint from before model configs: its depth scale ({scale}) read from its "
-            f"training data {spec}",
-            stacklevel=2,
-        )
-    elif spec:
-        warnings.warn(
-            f"checkpoint from before model configs: its depth scale is in its training data "
-            f"{spec}, which is not here; the model's depth stays in [0, 1] without metres "
-            "(export where the data is, or retrain)",
-            stacklevel=2,
-        )
-    else:
-        warnings.warn("checkpoint from before model configs, without a data record", stacklevel=2)
-    return ModelInfo(
-        ckpt["model"]["name"],
-        Preprocessing.from_dict(ckpt["preprocessing"]),
-        depth_scale_m=scale,
-        manifest_hash=record.get("manifest_hash"),
-    )
+    """The model config a checkpoint was trained with (pre-processing, depth scale, stride)."""
+    if not ckpt.get("config"):
+        raise MaskDepthError("checkpoint written by an older maskdepth (no model config); retrain")
+    return ModelInfo.from_dict(ckpt["config"], "checkpoint config")
 
 
 def rng_state() -> dict:

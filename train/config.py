@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import argparse
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
+from maskdepth.options import add_options, device_option, option, options_from
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.options import add_options, device_option, option, options_from
-from maskdepth.runtime.runners.cuda import DEVICES
+from maskdepth.runtime.runners.cuda import EXPECTED_DEVICE, parse_device
 
 from .data.split import SPLIT_BY
 from .models.configs import default_config
@@ -21,7 +22,7 @@ from .models.configs import default_config
 # of them differs from the checkpoint's (the rest, e.g. --workers or --max-minutes, may change).
 TRAJECTORY = (
     "model",
-    "size",
+    "sizes",
     "epochs",
     "steps",
     "batch",
@@ -50,12 +51,11 @@ DEFAULT_SIZE = 96
 DEFAULT_EPOCHS = 10  # without a time budget; with one, --epochs is only an upper bound
 
 
-def _sizes(text: str) -> list[int]:
+def _sizes(text: str) -> tuple[int, ...]:
     try:
-        sizes = [int(part) for part in text.split(",")]
+        return tuple(int(part) for part in text.split(","))
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r}: expected pixels, e.g. 96 or 64,96") from None
-    return sizes
 
 
 @dataclass
@@ -68,13 +68,11 @@ class TrainConfig:
         "synth", required=True, help="dataset folder in the seed's layout, or 'synth'"
     )
     model: str = option("u2netp-md", help="model name (default %(default)s)")
-    size: int = DEFAULT_SIZE  # square side the network sees (the last stage's with ``sizes``)
-    sizes: list[int] | None = option(  # progressive sizes, one stage each (train.stages)
-        None,
+    sizes: Sequence[int] = option(  # progressive sizes, one stage each (train.stages)
+        (DEFAULT_SIZE,),
         "--size",
         "--sizes",
         type=_sizes,
-        default=[DEFAULT_SIZE],
         metavar="PX[,PX...]",
         help=f"square input side in pixels (default {DEFAULT_SIZE}); several, e.g. 64,96,224: "
         "progressive stages, each from the last one's weights",
@@ -107,10 +105,12 @@ class TrainConfig:
         0.5, type=float, help="share of the run warming up to --lr"
     )
     device: str = device_option()
-    amp: bool = option(  # CUDA: bf16 where supported, else fp16 + GradScaler; CPU: bf16
-        False,
-        action="store_true",
-        help="mixed precision: CUDA bf16 or fp16; CPU bf16 (slow on CPUs without native bf16)",
+    amp: bool | None = option(  # None: on for CUDA, off for the CPU (train.device.amp_on)
+        None,
+        action=argparse.BooleanOptionalAction,
+        help="mixed precision (default: on for CUDA, off for the CPU): bf16 on GPUs of "
+        "compute capability 8.0 and up and on the CPU (fast only with AMX or AVX-512 BF16), "
+        "else fp16 with loss scaling",
     )
     workers: int = option(2, type=int, help="data loader processes")
     seed: int = option(0, type=int, help="weights, sample order and augmentation")
@@ -188,11 +188,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.data, self.out = str(self.data), str(self.out)
         self.init = None if self.init is None else str(self.init)
-        if isinstance(self.augment, bool):  # checkpoints from before the presets
-            self.augment = "basic" if self.augment else "none"
-        if self.sizes:
-            self.sizes = [int(v) for v in self.sizes]
-            self.size = self.sizes[-1]
+        self._check_sizes()
         self._check_counts()
         default_config(self.model)  # an unknown model fails here, before any work
         self._check_numbers()
@@ -200,18 +196,31 @@ class TrainConfig:
         if self.init and self.resume:
             raise MaskDepthError("--init and --resume together: --resume already has weights")
 
+    @property
+    def size(self) -> int:
+        """The square side the network sees in the run's last stage: the size it exports."""
+        return self.sizes[-1]
+
+    def _check_sizes(self) -> None:
+        sizes = self.sizes
+        if (
+            not isinstance(sizes, (list, tuple))
+            or not sizes
+            or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes)
+        ):
+            raise MaskDepthError(f"--size {sizes!r}: expected a list of sides, e.g. [64, 96]")
+        self.sizes = tuple(sizes)
+        if min(sizes) < 16:
+            raise MaskDepthError(f"--size {min(sizes)}: expected at least 16 pixels")
+
     def _check_counts(self) -> None:
-        positive = {"size": self.size, "epochs": self.epochs or 1, "batch": self.batch,
+        positive = {"epochs": self.epochs or 1, "batch": self.batch,
                     "steps": self.steps or 1, "accumulate": self.accumulate,
                     "synth_count": self.synth_count,
                     "synth_per_background": self.synth_per_background}  # fmt: skip
         for name, value in positive.items():
             if int(value) < 1:
                 raise MaskDepthError(f"--{name.replace('_', '-')} {value}: expected >= 1")
-        if min(self.sizes or [self.size]) < 16:
-            raise MaskDepthError(
-                f"--size {min(self.sizes or [self.size])}: expected at least 16 pixels"
-            )
         if min(self.workers, self.save_every, self.bn_reestimate, self.samples, self.val_every) < 0:
             raise MaskDepthError(
                 "--workers, --save-every, --val-every, --bn-reestimate: expected >= 0"
@@ -232,12 +241,15 @@ class TrainConfig:
             raise MaskDepthError(f"--max-minutes {self.max_minutes}: expected > 0")
 
     def _check_names(self) -> None:
-        for name, valid in (("augment", AUGMENTS), ("prior", PRIORS), ("device", DEVICES),
-                            ("split_by", SPLIT_BY)):  # fmt: skip
+        for name, valid in (("augment", AUGMENTS), ("prior", PRIORS), ("split_by", SPLIT_BY)):
             value = getattr(self, name)
             if value not in valid:
                 flag = name.replace("_", "-")
                 raise MaskDepthError(f"--{flag} {value!r}: expected one of {', '.join(valid)}")
+        try:
+            parse_device(self.device)
+        except MaskDepthError:
+            raise MaskDepthError(f"--device {self.device!r}: {EXPECTED_DEVICE}") from None
 
     def epoch_limit(self) -> int | None:
         """At most this many epochs (None: as many as --steps or the time budget allow)."""
@@ -263,9 +275,6 @@ class TrainConfig:
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``maskdepth train`` options (also ``python -m maskdepth.train``)."""
     add_options(parser, TrainConfig)
-    parser.add_argument(  # the flag before the presets
-        "--no-augment", dest="augment", action="store_const", const="none", help=argparse.SUPPRESS
-    )
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:

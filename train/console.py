@@ -42,7 +42,7 @@ class Console:
         POSTFIX_EVERY steps and at the epoch's end (each fetch syncs the device)."""
         assert self.bar is not None, "open_bar first"
         self.bar.update()
-        if epoch_step % POSTFIX_EVERY == 0 or epoch_step == steps:
+        if self.enabled and (epoch_step % POSTFIX_EVERY == 0 or epoch_step == steps):
             self.bar.set_postfix(running(), refresh=False)
 
     def replanned(self, total: int, line: str) -> None:

@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.model_info import ModelInfo
 
+from .checkpoint import checkpoint_config
 from .config import TrainConfig
 from .data.manifest import manifest_hash
 from .data.sources import Source, open_source
 from .data.split import split_indices
+from .models import default_config
 
 
 def open_data(spec: str, *, size: int, binarize: bool, skip_bad: bool, synth: dict | None):
@@ -76,7 +80,7 @@ def data_from_checkpoint(
     """The source a checkpoint was trained on (or ``spec`` instead), at its training size, with
     its (train, val) split: what ``maskdepth eval --split val`` scores."""
     record = ckpt["data"]
-    size = int(ckpt["preprocessing"]["size"][0])
+    size = int(checkpoint_config(ckpt).size[0])
     source = open_data(
         spec or record["spec"],
         size=size,
@@ -104,3 +108,16 @@ def manifest_depth_scale(manifest: dict | None) -> float | None:
     """Metres per depth unit from a manifest's ``depth.scale_m`` (None: no scale)."""
     scale = ((manifest or {}).get("depth") or {}).get("scale_m")
     return float(scale) if scale else None
+
+
+def training_config(name: str, size: int, source: Source, manifest_hash: str | None) -> ModelInfo:
+    """The config a run writes into its checkpoints: the variant's default at the training
+    size, with the data's mean/std when its manifest has them (else the seed's) and its depth
+    scale, so that export never needs the training data again."""
+    config = default_config(name)
+    pre = replace(config.preprocessing, size=(size, size))
+    normalisation = manifest_normalisation(source.manifest)
+    if normalisation is not None:
+        pre = replace(pre, mean=normalisation[0], std=normalisation[1])
+    scale = manifest_depth_scale(source.manifest)
+    return replace(config, preprocessing=pre, depth_scale_m=scale, manifest_hash=manifest_hash)

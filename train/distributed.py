@@ -12,13 +12,15 @@ Two machines (run on each, ``--node_rank`` 0 and 1; HOST is node 0's address)::
 
 ``--batch`` is per process, so the global batch is ``batch x WORLD_SIZE`` and an epoch has
 WORLD_SIZE times fewer steps; the learning rate is not scaled. torchrun sets RANK, WORLD_SIZE and
-LOCAL_RANK; the backend is NCCL on CUDA and gloo on CPU. Rank 0 alone writes files and shows
-the progress bar; validation metrics are summed over all ranks. BatchNorm statistics are per
+LOCAL_RANK; the backend is NCCL on CUDA and gloo on CPU, joined once per command (progressive
+stages included). Rank 0 alone writes files and shows the progress bar; validation metrics are
+summed over all ranks. BatchNorm statistics are per
 rank (``--sync-bn`` makes them global on CUDA; SyncBatchNorm does not run on CPU).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,15 +56,21 @@ def from_environment() -> Dist:
     )
 
 
-def setup(job: Dist, device: torch.device) -> None:
-    """Join the process group (NCCL on CUDA, gloo on CPU); nothing to do for one process."""
+_JOINS = [0]  # process groups this process has joined (one per command; see joined)
+
+
+def setup(job: Dist, device: torch.device) -> bool:
+    """Join the process group (NCCL on CUDA, gloo on CPU); True when this call joined it,
+    False with one process or when it is joined already."""
     if not job.active or dist.is_initialized():
-        return
+        return False
     if device.type == "cuda":
         torch.cuda.set_device(device)
     backend = "nccl" if device.type == "cuda" else "gloo"
     device_id = device if device.type == "cuda" else None  # None: init_process_group's default
     dist.init_process_group(backend, rank=job.rank, world_size=job.world, device_id=device_id)
+    _JOINS[0] += 1
+    return True
 
 
 def shutdown() -> None:
@@ -70,10 +78,36 @@ def shutdown() -> None:
         dist.destroy_process_group()
 
 
+@contextlib.contextmanager
+def joined(job: Dist, device: torch.device) -> Iterator[None]:
+    """The process group for the block: joined on entry unless it is already, and left on
+    exit only by the block that joined it. ``train`` runs in one; progressive stages run in
+    one around all their ``train`` calls, since destroying and re-creating a NCCL group in one
+    process is known to hang."""
+    mine = setup(job, device)
+    try:
+        yield
+    finally:
+        if mine:
+            shutdown()
+
+
+def joins() -> int:
+    """How many process groups this process has joined (the stage test expects one)."""
+    return _JOINS[0]
+
+
 def all_sum(tensor: torch.Tensor, job: Dist) -> torch.Tensor:
     """Sum ``tensor`` over ranks in place (a no-op for one process); returns it."""
     if job.active:
         dist.all_reduce(tensor)
+    return tensor
+
+
+def all_min(tensor: torch.Tensor, job: Dist) -> torch.Tensor:
+    """The element-wise minimum of ``tensor`` over ranks, in place; returns it."""
+    if job.active:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MIN)
     return tensor
 
 

@@ -4,13 +4,13 @@ on training batches before validation."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 
 import torch
 from torch import nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn, update_bn
+from torch.optim.swa_utils import update_bn
 
-_Params = tuple[torch.Tensor, ...] | list[torch.Tensor]  # what AveragedModel's multi_avg_fn gets
 EMA_WARMUP = 10  # the effective decay is min(decay, (1 + n) / (WARMUP + n)) after n updates
 
 
@@ -24,16 +24,39 @@ def warmup_decay(decay: float, updates: int) -> float:
     return min(decay, (1.0 + updates) / (EMA_WARMUP + updates))
 
 
-def make_ema(model: nn.Module, decay: float) -> AveragedModel | None:
-    """An EMA copy of ``model`` with its buffers averaged too (``use_buffers=True``), or None
-    when ``decay`` is 0. Update it with ``ema.update_parameters(model)`` after each step."""
-    if decay <= 0:
-        return None
+class Ema:
+    """An exponential moving average of a model's weights and floating-point buffers
+    (BatchNorm statistics) in a copy of it, :attr:`module`; other buffers are copied.
 
-    def average(ema_params: _Params, params: _Params, updates: torch.Tensor | int) -> None:
-        get_ema_multi_avg_fn(warmup_decay(decay, int(updates)))(ema_params, params, updates)
+    :attr:`updates` counts in a Python int: torch's ``AveragedModel`` keeps the count in a device
+    tensor and reads it back twice per update, two host synchronisations per step on a GPU.
+    """
 
-    return AveragedModel(model, multi_avg_fn=average, use_buffers=True)
+    def __init__(self, model: nn.Module, decay: float) -> None:
+        self.module = copy.deepcopy(model).requires_grad_(False)
+        self.decay, self.updates = decay, 0
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        """Average ``model``'s weights in (the first update copies them)."""
+        ema = [*self.module.parameters(), *self.module.buffers()]
+        now = [*model.parameters(), *model.buffers()]
+        pairs = list(zip(ema, now, strict=True))
+        copied = pairs
+        if self.updates:
+            averaged = [(e, n) for e, n in pairs if e.is_floating_point()]
+            weight = 1.0 - warmup_decay(self.decay, self.updates)
+            torch._foreach_lerp_([e for e, _ in averaged], [n for _, n in averaged], weight)
+            copied = [(e, n) for e, n in pairs if not e.is_floating_point()]
+        for e, n in copied:
+            e.copy_(n)
+        self.updates += 1
+
+
+def make_ema(model: nn.Module, decay: float) -> Ema | None:
+    """An EMA of ``model`` (update it with ``ema.update(model)`` after each step), or None when
+    ``decay`` is 0."""
+    return Ema(model, decay) if decay > 0 else None
 
 
 def reestimate_bn(model: nn.Module, inputs: Iterable[torch.Tensor]) -> None:

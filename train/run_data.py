@@ -13,12 +13,11 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.preprocess import Preprocessing
 
-from .checkpoint import training_config
 from .config import TrainConfig
 from .data.augment import preset
 from .data.loader import MaskDepthDataset, make_loader
 from .data.sources import Source
-from .datasets import data_record, open_data, split, synth_options
+from .datasets import data_record, open_data, split, synth_options, training_config
 from .distributed import Dist, EpochSampler, ShardSampler
 
 

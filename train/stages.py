@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +24,8 @@ from maskdepth.runtime.image import write_bytes_atomic
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data.sources import Source
-from .distributed import from_environment
+from .device import pick_device
+from .distributed import from_environment, joined
 from .models.configs import default_config
 from .trainer import train
 
@@ -67,11 +69,11 @@ def train_stages(
 ) -> dict:
     """Train ``config`` (one stage per size of ``config.sizes``); returns the last stage's
     result with every stage's under ``"stages"``. ``last_share``: see :func:`split_budget`."""
-    sizes = config.sizes or [config.size]
+    sizes = config.sizes
     # The run's size is the one exported (the last stage's); earlier stages may be any size.
     default_config(config.model).check_size(sizes[-1])
     if len(sizes) == 1:
-        return train(replace(config, size=sizes[0], sizes=None), source)
+        return train(config, source)
     out = Path(config.out)
     if not config.resume and (out / "last.pt").exists():
         raise MaskDepthError(
@@ -81,15 +83,24 @@ def train_stages(
     first = stage_folder(out, 0, sizes[0]) / "last.pt"
     if config.resume and not first.is_file():
         raise MaskDepthError(f"--resume: no {first} to continue; start without --resume")
-    total = config.max_minutes
+    job = from_environment()
+    with joined(job, pick_device(config.device, job)):  # one process group for every stage
+        results = _train_each(config, sizes, source, last_share)
+    return _finish(out, results, sizes)
+
+
+def _train_each(
+    config: TrainConfig, sizes: Sequence[int], source: Source | None, last_share: float
+) -> list[dict]:
+    """Each stage's result, in order: trained, continued, or (``--resume``) finished before."""
+    out, total = Path(config.out), config.max_minutes
     shares = split_budget(total, len(sizes), last_share) if total else None
     previous, results, spent = config.init, [], 0.0
     for index, size in enumerate(sizes):
         folder = stage_folder(out, index, size)
         stage = replace(
             config,
-            size=size,
-            sizes=None,
+            sizes=(size,),
             out=str(folder),
             max_minutes=stage_budget(total, spent, index, shares) if total and shares else None,
             init=previous,
@@ -106,10 +117,10 @@ def train_stages(
             stage = replace(stage, init=None, resume=True)
         results.append({"size": size, **train(stage, source)})
         previous, spent = str(folder / "best.pt"), spent + results[-1]["seconds"] / 60
-    return _finish(out, results, sizes)
+    return results
 
 
-def _finish(out: Path, results: list[dict], sizes: list[int]) -> dict:
+def _finish(out: Path, results: list[dict], sizes: Sequence[int]) -> dict:
     """Copy the last stage's checkpoints to ``out`` and write ``stages.json``."""
     last = stage_folder(out, len(sizes) - 1, sizes[-1])
     for name in ("best.pt", "last.pt") if from_environment().main else ():

@@ -62,7 +62,7 @@ def check_resume(ckpt: dict, config: TrainConfig, record: dict, job: Dist) -> No
     """--resume continues the same run: the options that shape it and the data must match."""
     saved = TrainConfig.from_dict(ckpt["train"])
     diffs = [
-        f"--{name.replace('_', '-')} {getattr(saved, name)} (now {getattr(config, name)})"
+        f"{_flag(name)} {_shown(getattr(saved, name))} (now {_shown(getattr(config, name))})"
         for name in TRAJECTORY
         if getattr(saved, name) != getattr(config, name)
     ]
@@ -78,6 +78,15 @@ def check_resume(ckpt: dict, config: TrainConfig, record: dict, job: Dist) -> No
             f"--resume: {config.out}/last.pt was trained with {'; '.join(diffs)}; "
             "pass the same options or choose another --out"
         )
+
+
+def _flag(name: str) -> str:
+    return "--size" if name == "sizes" else f"--{name.replace('_', '-')}"
+
+
+def _shown(value: object) -> str:
+    """A value as its option is typed: ``(64, 96)`` as ``64,96``."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def build_model(config: TrainConfig, job: Dist, device: torch.device) -> nn.Module:
@@ -155,7 +164,7 @@ class TrainState:
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         if self.ema is not None:
-            self.ema.update_parameters(self.model)
+            self.ema.update(self.model)
         self.step += 1
         self.epoch_step += 1
 
@@ -182,7 +191,6 @@ class TrainState:
         return {
             "model": model_record(self.model),
             "config": model_config.to_dict(),
-            "preprocessing": model_config.preprocessing.to_dict(),
             "state_dict": self.model.state_dict(),
             "ema_state_dict": None if ema is None else ema.state_dict(),
             "epoch": self.epoch,
@@ -198,7 +206,7 @@ class TrainState:
             "metrics": dict(self.metrics),
             "best": dict(self.best),
             "progress": {
-                "ema_updates": 0 if self.ema is None else int(self.ema.n_averaged),
+                "ema_updates": 0 if self.ema is None else self.ema.updates,
                 "seconds": self.elapsed(),
                 "epoch_sums": dict(epoch_sums),
                 "world": self.job.world,
@@ -219,11 +227,12 @@ class TrainState:
         progress = ckpt["progress"]
         if self.ema is not None:
             load_weights(self.ema.module, ckpt["ema_state_dict"], self.config.model)
-            self.ema.n_averaged.fill_(progress["ema_updates"])
+            self.ema.updates = int(progress["ema_updates"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.plan = Plan.from_dict(ckpt["plan"])
         self.elapsed_before = float(progress["seconds"])
-        self.scaler.load_state_dict(ckpt["scaler"])
+        if self.scaler.is_enabled() and ckpt["scaler"]:  # --amp or the GPU may change on resume
+            self.scaler.load_state_dict(ckpt["scaler"])  # else fp16 starts a fresh loss scale
         self.epoch, self.step, self.epoch_step = ckpt["epoch"], ckpt["step"], ckpt["epoch_step"]
         self.metrics, self.best = dict(ckpt["metrics"]), dict(ckpt["best"])
         set_rng_state(ckpt["rng"])

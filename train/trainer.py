@@ -3,9 +3,10 @@
 benchmarks.
 
 Adam with a per-step OneCycle schedule (max ``lr``, starting at ``lr / 10``, peak at half way),
-the seed's recipe; channels_last memory format for model and inputs; mixed precision with
-``--amp`` (:mod:`.device`). Validation, ``best.pt`` and ``samples.png`` use the EMA of the weights
-when ``--ema-decay`` > 0.
+the seed's recipe; channels_last memory format for model and inputs; mixed precision on CUDA
+unless ``--no-amp`` (:mod:`.device`). Validation, ``best.pt`` and ``samples.png`` use the EMA of
+the weights when ``--ema-decay`` > 0. Between validations the loop waits for the device and
+all-reduces only at its checks (the loss and the clock, every ``CHECK_EVERY`` steps).
 
 The loop composes one module per job: :mod:`.run_data` (data and loaders), :mod:`.state` (what a
 checkpoint holds, and ``best``), :mod:`.epoch_stats`, :mod:`.validation` (shared with
@@ -38,6 +39,7 @@ from .data.sources import Source
 from .device import CHANNELS_LAST, amp_dtype, autocast, pick_device, scales_loss, to_device
 from .distributed import Dist
 from .epoch_stats import EpochStats
+from .loss_watch import LossWatch
 from .losses import compute_loss
 from .pacing import Pacer
 from .report import MetricsLog, write_curves, write_samples
@@ -58,6 +60,10 @@ __all__ = [
 ]
 
 DUMP_ENV = "MASKDEPTH_DUMP_STATE"  # debug: every rank saves its final weights in this folder
+# Optimizer steps between the checks of the loss (finite?) and the clock (the time budget's hard
+# stop), which wait for the device and all-reduce over ranks; also checked before every
+# validation and checkpoint, so a checkpoint never holds a diverged run.
+CHECK_EVERY = 10
 
 
 class TrainingDiverged(MaskDepthError):
@@ -74,11 +80,8 @@ def train(config: TrainConfig, source: Source | None = None) -> dict:
     if config.threads:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device, job)
-    distributed.setup(job, device)
-    try:
+    with distributed.joined(job, device):
         return Run(config, job, device, source).fit()
-    finally:
-        distributed.shutdown()
 
 
 class Run:
@@ -103,6 +106,7 @@ class Run:
             self.state.restore(resumed)
             sums = resumed["progress"]["epoch_sums"]
         self.stats = EpochStats(self.state.loss_config, device, sums)
+        self.watch = LossWatch(device)
         self.console = Console(job, config.progress)
         self.pacer = Pacer(
             config, self.state, self.data.steps_per_epoch, len(self.data.val_set),
@@ -146,11 +150,11 @@ class Run:
         self.console.epoch_begins(state.epoch)
         steps = self.data.steps_per_epoch
         begun = waited = time.perf_counter()
-        micro = 0
+        micro, out_of_time = 0, False
         for batch in self.data.train_loader:
             stats.add_seconds("wait", time.perf_counter() - waited)
             micro += 1
-            out_of_time = self._micro_step(batch, micro == accumulate)
+            self._micro_step(batch, micro == accumulate)
             if micro < accumulate:
                 waited = time.perf_counter()
                 continue
@@ -158,9 +162,13 @@ class Run:
             state.step_optimizer()
             self.pacer.stepped()
             self.console.stepped(state.epoch_step, steps, stats.running)
-            if out_of_time or state.step >= state.plan.total_steps:
+            ends = state.epoch_step >= steps or state.step >= state.plan.total_steps
+            pause = not ends and self._pause_due()
+            if ends or pause or self._check_due():
+                out_of_time = self._check()
+            if out_of_time or ends:
                 break
-            if state.epoch_step < steps and self._pause_due():
+            if pause:
                 stats.add_seconds("seconds", time.perf_counter() - begun)
                 self._pause_for_checkpoint()
                 begun = time.perf_counter()
@@ -169,6 +177,21 @@ class Run:
         if out_of_time:
             return "time budget"
         return "planned" if state.step >= state.plan.total_steps else "epoch"
+
+    def _check_due(self) -> bool:
+        """Every CHECK_EVERY steps, and every step while a budgeted run times its first ones
+        (each check waits for the device, so the probe's times are the device's)."""
+        probing = self.pacer.budget is not None and self.state.plan.step_seconds is None
+        return probing or self.state.step % CHECK_EVERY == 0
+
+    def _check(self) -> bool:
+        """The loss and the clock, agreed over ranks (the loop's one all-reduce and host read
+        between validations): raises TrainingDiverged after a non-finite loss; True when the
+        time budget is spent."""
+        bad, late = self.watch.check(self.pacer.out_of_time(), self.job)
+        if bad is not None:
+            self._diverged(*bad)
+        return late
 
     def _pause_due(self) -> bool:
         every, val_every, step = self.config.save_every, self.config.val_every, self.state.step
@@ -186,9 +209,9 @@ class Run:
             self.pacer.paused()
             self._save(last=True, best=False)
 
-    def _micro_step(self, batch: dict, sync: bool) -> bool:
-        """Forward, loss check and backward of one batch (gradients are all-reduced over ranks
-        on the step's last batch only); True when the time budget is spent."""
+    def _micro_step(self, batch: dict, sync: bool) -> None:
+        """Forward, loss and backward of one batch (gradients are all-reduced over ranks on the
+        step's last batch only); the loss is watched on the device, read at :meth:`_check`."""
         state = self.state
         inputs, mask, depth = to_device(batch, self.device)
         unsynced = self.job.active and not sync
@@ -196,21 +219,17 @@ class Run:
             with autocast(self.device, state.dtype):
                 outputs = state.net(inputs)
             loss, parts = compute_loss(outputs, mask, depth, state.loss_config)
-            late = loss.new_tensor(self.pacer.out_of_time(), dtype=torch.float64)
-            shared = torch.stack([loss.detach().double(), late])
-            distributed.all_sum(shared, self.job)  # every rank sees the same NaN and clock
-            if not torch.isfinite(shared[0]):
-                self._diverged(float(shared[0]))
+            self.watch.add(loss, state.step)
             state.scaler.scale(loss / self.config.accumulate).backward()
         self.stats.add(loss, parts, outputs, mask, depth)
-        return bool(shared[1] > 0)
 
-    def _diverged(self, value: float) -> None:
+    def _diverged(self, step: int, value: str) -> None:
         state, last = self.state, self.out / "last.pt"
+        batch = step - (state.step - state.epoch_step)  # in this epoch: checks come before its end
         kept = f"; last good checkpoint {last}" if last.is_file() else "; no checkpoint written yet"
         raise TrainingDiverged(
-            f"training diverged: loss is {value} at step {state.step + 1} (epoch "
-            f"{state.epoch + 1}, batch {state.epoch_step + 1}){kept}; try a lower --lr"
+            f"training diverged: loss is {value} at step {step + 1} (epoch "
+            f"{state.epoch + 1}, batch {batch + 1}){kept}; try a lower --lr"
         )
 
     # --------------------------------------------------------------------------- validation
@@ -285,6 +304,7 @@ class Run:
         weights = {
             "state_dict": self.state.model.state_dict(),
             "ema_state_dict": None if ema is None else ema.state_dict(),
+            "process_groups_joined": distributed.joins(),
         }
         torch.save(weights, Path(folder) / f"rank{self.job.rank}.pt")
 

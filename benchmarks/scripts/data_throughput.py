@@ -106,7 +106,9 @@ def time_synth(out: Path, args: argparse.Namespace) -> dict:
     )
 
 
-def time_compose(out: Path, bg_dir: Path, fg_dir: Path, args: argparse.Namespace) -> dict:
+def time_compose(out: Path, bg_dir: Path, fg_dir: Path, args: argparse.Namespace, **depth) -> dict:
+    """Scenes/s of compose; ``depth``: a depth model and its options (default: the ground
+    plane)."""
     from maskdepth.train.data.compose import compose
 
     result = compose(
@@ -120,15 +122,41 @@ def time_compose(out: Path, bg_dir: Path, fg_dir: Path, args: argparse.Namespace
         image_format="jpg",
         workers=args.workers,
         progress=False,
+        **depth,
     )
     scenes = int(result["scenes"])
+    how = "ground plane"
+    if depth:
+        how = f"{Path(depth['depth_model']).name}, batch {depth.get('depth_batch', 8)}"
     return _row(
-        f"compose: write {scenes} scenes (jpg)",
+        f"compose: write {scenes} scenes (jpg), depth: {how}",
         scenes,
         result["seconds"],
         "scenes/s",
         workers=args.workers,
     )
+
+
+def time_compose_depth(tmp: Path, bg_dir: Path, fg_dir: Path, args: argparse.Namespace) -> list:
+    """compose with a stand-in of Depth Anything V2 (its interface: 3x518x518, ImageNet
+    normalised, a dynamic batch; a graph of a few per-pixel operations), one scene per run and
+    ``--depth-batch`` scenes per run: the cost of the pre- and post-processing and of the runs,
+    not of a real network."""
+    from maskdepth.benchmarks.depth_standins import write_standin
+
+    model = write_standin(tmp / "depth-anything-v2.onnx", "depth-anything-v2", batch="N")
+    return [
+        time_compose(
+            tmp / f"composed-depth-{batch}",
+            bg_dir,
+            fg_dir,
+            args,
+            depth_model=model,
+            depth_preset="depth-anything-v2",
+            depth_batch=batch,
+        )  # fmt: skip
+        for batch in sorted({1, args.depth_batch})
+    ]
 
 
 def time_loader(what: str, source, args: argparse.Namespace, augment=None) -> dict:
@@ -233,6 +261,12 @@ def run(args: argparse.Namespace) -> dict:
             )
             _attempt(rows, "synth", lambda: time_synth(tmp / "synth", args))
             _attempt(rows, "compose", lambda: time_compose(tmp / "composed", bg_dir, fg_dir, args))
+            if args.depth_batch:
+                _attempt(
+                    rows,
+                    "compose with a depth model",
+                    lambda: time_compose_depth(tmp, bg_dir, fg_dir, args),
+                )
             _attempt(rows, "loader over composed jpg", lambda: _composed_loaders(tmp, args))
             _attempt(rows, "loader over synth", lambda: _synth_loader(args))
             make_listing_layout(tmp / "listing", args.index_scenes)
@@ -281,6 +315,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--backgrounds", type=int, default=4, help="compose backgrounds")
     parser.add_argument("--foregrounds", type=int, default=5, help="compose cut-outs")
     parser.add_argument("--positions", type=int, default=20, help="compose positions per pair")
+    parser.add_argument(
+        "--depth-batch",
+        type=int,
+        default=8,
+        help="compose also with a Depth Anything V2 stand-in, 1 and this many scenes per run "
+        "(0: not)",
+    )
     parser.add_argument("--loader-samples", type=int, default=512)
     parser.add_argument(
         "--index-scenes",

@@ -539,7 +539,7 @@ def train_run(check: Check, budget_s: float) -> dict:
     scale, run = check.scale, check.work / "run"
     shutil.rmtree(run, ignore_errors=True)  # the trainer refuses a folder that holds a run
     config = TrainConfig(
-        data=str(check.data), model=MODEL, size=scale.run_size, batch=scale.run_batch,
+        data=str(check.data), model=MODEL, sizes=[scale.run_size], batch=scale.run_batch,
         out=str(run), device=check.device, amp=check.cuda, steps=scale.run_steps,
         workers=default_workers() if check.cuda else 0, max_minutes=budget_s / 60,
         samples=2, progress=False,

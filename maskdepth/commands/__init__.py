@@ -1,5 +1,5 @@
 """The ``maskdepth`` subcommands, one module each: an options dataclass whose fields are the
-command's options (:mod:`maskdepth.runtime.options`), ``add_arguments(parser)``,
+command's options (:mod:`maskdepth.options`), ``add_arguments(parser)``,
 ``run(options) -> exit code`` and ``COMMAND``, which :mod:`maskdepth.cli` dispatches to.
 
 A command module imports only what building its parser needs; the work's modules (torch,
@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from maskdepth.runtime.options import add_options
+from maskdepth.options import add_options
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maskdepth.benchmarks.bench import BenchOptions
-from maskdepth.runtime.options import add_options, nested, option, positional
+from maskdepth.options import add_options, nested, option, positional
 
 from . import Command
 

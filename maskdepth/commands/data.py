@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskdepth.runtime.options import nested, option, positional, positive
-from maskdepth.train.data.depth import DEPTH_OUTPUTS
+from maskdepth.options import nested, option, positional, positive
+from maskdepth.train.data.depth_presets import DEPTH_OUTPUTS, PRESETS
 
 from . import Command
 
@@ -35,8 +35,41 @@ class ComposeOptions:
     white_key: bool = option(False, action="store_true", help="white backgrounds -> alpha")
     png: bool = option(False, action="store_true", help="lossless PNG instead of the seed's JPG")
     depth_model: Path | None = option(None, type=Path, help="a monocular depth network as ONNX")
-    depth_output: str = option(
-        "depth", choices=DEPTH_OUTPUTS, help="what the depth model outputs (disparity is inverted)"
+    depth_preset: str = option(
+        "raw",
+        choices=tuple(PRESETS),
+        metavar="PRESET",
+        help="how --depth-model wants its input: "
+        + "; ".join(f"{name}: {preset.source}" for name, preset in PRESETS.items()),
+    )
+    depth_size: tuple[int, int] | None = option(
+        None,
+        type=positive,
+        nargs=2,
+        metavar=("H", "W"),
+        convert=tuple,
+        help="the size the depth model runs at when its input size is dynamic (default: the "
+        "preset's, or the scene's)",
+    )
+    depth_multiple: int | None = option(
+        None, type=positive, metavar="N", help="round the sides to multiples of N (dynamic size)"
+    )
+    depth_mean: tuple[float, float, float] | None = option(
+        None, type=float, nargs=3, metavar=("R", "G", "B"), convert=tuple,
+        help="subtract from RGB/255 (default: the preset's)",
+    )  # fmt: skip
+    depth_std: tuple[float, float, float] | None = option(
+        None, type=float, nargs=3, metavar=("R", "G", "B"), convert=tuple,
+        help="then divide by this (default: the preset's)",
+    )  # fmt: skip
+    depth_output: str | None = option(
+        None,
+        choices=DEPTH_OUTPUTS,
+        help="what the depth model outputs; disparity (larger is nearer) is inverted "
+        "(default: the preset's)",
+    )
+    depth_batch: int = option(
+        8, type=positive, help="scenes per depth-model run when its batch dimension is dynamic"
     )
     skip_bad: bool = option(False, action="store_true", help="skip unreadable input images")
     generation: Generation = nested(Generation)
@@ -105,7 +138,13 @@ def run_compose(o: ComposeOptions) -> int:
         white_key=o.white_key,
         image_format="png" if o.png else "jpg",
         depth_model=o.depth_model,
+        depth_preset=o.depth_preset,
+        depth_size=o.depth_size,
+        depth_multiple=o.depth_multiple,
+        depth_mean=o.depth_mean,
+        depth_std=o.depth_std,
         depth_output=o.depth_output,
+        depth_batch=o.depth_batch,
         workers=o.generation.workers,
         overwrite=o.generation.overwrite,
         skip_bad=o.skip_bad,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maskdepth.benchmarks.demo import DemoPlan
+from maskdepth.options import add_options, nested, option
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.options import add_options, nested, option
 
 from . import Command
 

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskdepth.runtime.options import add_options, device_option, option, positional, positive
+from maskdepth.options import add_options, device_option, option, positional, positive
 
 from . import Command
 

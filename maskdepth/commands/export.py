@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maskdepth.export.options import ExportOptions  # no torch: --help stays fast
-from maskdepth.runtime.options import add_options, nested, option, positional
+from maskdepth.options import add_options, nested, option, positional
 
 from . import Command
 

@@ -72,3 +72,16 @@ class Runner(ABC):
 
     def deactivate_impl(self) -> None:
         """Release what activate_impl took; nothing by default."""
+
+
+def batch_limits(runner: object) -> tuple[int | None, int | None]:
+    """(smallest, largest) batch an active runner takes: an engine's optimisation profile, a
+    fixed batch dimension of an ONNX model; None where it is free (or the runner does not say)."""
+    profile = (getattr(runner, "sidecar", None) or {}).get("profile", {}).get("scene")
+    if profile:
+        return int(profile["min"][0]), int(profile["max"][0])
+    metadata = getattr(runner, "input_metadata", None)
+    shape = (metadata or {}).get("scene", (None, ()))[1]
+    batch = shape[0] if shape else None
+    fixed = batch if isinstance(batch, int) and batch > 0 else None
+    return fixed, fixed

@@ -16,7 +16,9 @@ import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 
-DEVICES = ("auto", "cpu", "cuda")  # what every --device accepts
+DEVICES = ("auto", "cpu", "cuda")  # what every --device accepts, and cuda:N for GPU N
+DEVICE_METAVAR = "auto|cpu|cuda[:N]"
+EXPECTED_DEVICE = f"expected one of {', '.join(DEVICES)} or cuda:N"
 _CC_MAJOR, _CC_MINOR = 75, 76  # CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR / _MINOR
 
 
@@ -46,15 +48,30 @@ def gpu_info(index: int = 0) -> GpuInfo | None:
     return GpuInfo(index, name.value.decode(errors="replace"), f"{major.value}.{minor.value}")
 
 
+def parse_device(choice: str) -> tuple[str, int]:
+    """``choice`` as (kind, GPU index): "auto" -> ("auto", 0), "cuda:1" -> ("cuda", 1), "cpu"
+    -> ("cpu", 0); anything else: one line naming what is accepted."""
+    kind, colon, index = str(choice).partition(":")
+    if kind in DEVICES and not colon:
+        return kind, 0
+    if kind == "cuda" and index.isdigit():
+        return kind, int(index)
+    raise MaskDepthError(f"device {choice!r}: {EXPECTED_DEVICE}")
+
+
 def check_device(choice: str, gpu: GpuInfo | None | Literal["probe"] = "probe") -> None:
-    """Refuse ``--device cuda`` in one line, before any work, on a machine without a CUDA GPU
-    (``gpu``: the GPU to go by, by default the one found here). Whether a library can use the
-    GPU (torch's CUDA build, onnxruntime's CUDA provider) is checked where it is used."""
-    if choice not in DEVICES:
-        raise MaskDepthError(f"--device {choice}: expected one of {', '.join(DEVICES)}")
-    if choice == "cuda" and (gpu_info() if gpu == "probe" else gpu) is None:
+    """Refuse ``--device cuda`` (or ``cuda:N``) in one line, before any work, on a machine
+    without that CUDA GPU (``gpu``: the GPU to go by, by default the one found here). Whether a
+    library can use the GPU (torch's CUDA build, onnxruntime's CUDA provider) is checked where
+    it is used."""
+    try:
+        kind, index = parse_device(choice)
+    except MaskDepthError:
+        raise MaskDepthError(f"--device {choice}: {EXPECTED_DEVICE}") from None
+    if kind == "cuda" and (gpu_info(index) if gpu == "probe" else gpu) is None:
+        which = "no CUDA GPU on this machine" if index == 0 else f"no CUDA GPU {index} here"
         raise MaskDepthError(
-            "--device cuda: no CUDA GPU on this machine (no NVIDIA driver, or no GPU visible "
+            f"--device {choice}: {which} (no NVIDIA driver, or no GPU visible "
             "through CUDA_VISIBLE_DEVICES); use --device cpu, or auto to take a GPU when there "
             "is one (maskdepth doctor says what this machine has)"
         )
@@ -116,6 +133,21 @@ def open_cuda_memory(device: int) -> CudaMemory:
             "is installed: pip install cuda-python"
         ) from None
     return _CudaPython(cudart, device)
+
+
+@contextlib.contextmanager
+def current_gpu(index: int) -> Iterator[None]:
+    """GPU ``index`` as this thread's current CUDA device for the duration (what the TensorRT
+    builder builds on). GPU 0, current by default, needs no CUDA Python package."""
+    if index == 0:
+        yield
+        return
+    memory = open_cuda_memory(index)
+    try:
+        with memory.current():
+            yield
+    finally:
+        memory.close()
 
 
 class _PyCuda:

@@ -22,7 +22,7 @@ from maskdepth.runtime.errors import MaskDepthError, require
 from maskdepth.runtime.model_info import read_onnx_info
 
 from .base import Runner
-from .cuda import DEVICES
+from .cuda import GpuInfo, gpu_info, parse_device
 
 ort = require("onnxruntime", "cpu", "running ONNX models (maskdepth.runtime)")
 
@@ -48,11 +48,13 @@ def default_cache_dir() -> Path:
 class OnnxRuntimeRunner(Runner):
     """An onnxruntime InferenceSession.
 
-    ``device``: "cpu", "cuda" (CUDA provider, CPU for the rest) or "auto" (a GPU provider when
-    this onnxruntime has one, else the CPU). ``tensorrt=True`` puts the TensorRT provider first
-    on the GPU, with its engine and timing caches in ``cache_dir``. ``io_binding``: None binds
-    inputs and outputs when a GPU provider runs (device-resident inputs from :meth:`to_device`
-    are then not copied again); True/False forces it.
+    ``device``: "cpu", "cuda" or "cuda:N" (CUDA provider on GPU N, CPU for the rest) or "auto"
+    (a GPU provider when this onnxruntime has one and there is a GPU, else the CPU).
+    ``tf32=False``: the CUDA provider's convolutions and matmuls in true fp32, not TF32 (the
+    export gate's run, whose fp32 bound TF32 cannot meet). ``tensorrt=True`` puts the TensorRT
+    provider first on the GPU, with its engine and timing caches in ``cache_dir``.
+    ``io_binding``: None binds inputs and outputs when a GPU provider runs (device-resident
+    inputs from :meth:`to_device` are then not copied again); True/False forces it.
 
     After :meth:`activate`, ``device`` ("cpu" | "cuda") and ``provider`` name what really runs
     and ``metadata`` holds the model's ``metadata_props``.
@@ -68,13 +70,13 @@ class OnnxRuntimeRunner(Runner):
         tensorrt: bool = False,
         cache_dir: str | os.PathLike | None = None,
         io_binding: bool | None = None,
+        tf32: bool = True,
     ) -> None:
         super().__init__()
         if not isinstance(model, bytes) and not Path(model).is_file():
             raise FileNotFoundError(f"{model}: no such ONNX file")
-        if device not in DEVICES:
-            raise MaskDepthError(f"device {device!r}: expected one of {', '.join(DEVICES)}")
-        if tensorrt and device == "cpu":
+        kind, self.device_index = parse_device(device)
+        if tensorrt and kind == "cpu":
             raise MaskDepthError(
                 "the TensorRT execution provider runs on a CUDA GPU: ask for device 'cuda' or "
                 "'auto', not 'cpu'"
@@ -84,7 +86,8 @@ class OnnxRuntimeRunner(Runner):
         self.model = model if isinstance(model, bytes) else str(model)
         self.source = "model bytes" if isinstance(model, bytes) else str(model)
         self.threads = threads
-        self.requested_device = device
+        self.requested_device = kind  # "auto" | "cpu" | "cuda", on GPU device_index
+        self.tf32 = tf32
         self.tensorrt = tensorrt
         self.cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
         self.io_binding = io_binding
@@ -123,17 +126,21 @@ class OnnxRuntimeRunner(Runner):
 
     def _wanted_gpu_providers(self) -> list[str]:
         return wanted_gpu_providers(
-            self.requested_device, self.tensorrt, ort.get_available_providers()
+            self.requested_device,
+            self.tensorrt,
+            ort.get_available_providers(),
+            gpu_info(self.device_index) if self.requested_device == "auto" else None,
         )
 
-    def _provider_entry(self, provider: str) -> str | tuple[str, dict]:
-        if provider != TENSORRT:
-            return provider
+    def _provider_entry(self, provider: str) -> tuple[str, dict]:
+        if provider == CUDA:
+            return CUDA, cuda_provider_options(self.device_index, self.tf32)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         precision = _precision_of(self.model)
         return (
             TENSORRT,
             {
+                "device_id": self.device_index,
                 "trt_engine_cache_enable": True,
                 "trt_engine_cache_path": str(self.cache_dir),
                 "trt_timing_cache_enable": True,
@@ -170,7 +177,9 @@ class OnnxRuntimeRunner(Runner):
         are bound on a GPU (upload once, reuse in many :meth:`infer` calls), else the array."""
         self._check_active()
         if self._bind and self.device == "cuda":
-            return ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(array), "cuda", 0)
+            return ort.OrtValue.ortvalue_from_numpy(
+                np.ascontiguousarray(array), "cuda", self.device_index
+            )
         return array
 
     def infer_impl(self, feed: dict) -> dict[str, np.ndarray]:
@@ -184,7 +193,7 @@ class OnnxRuntimeRunner(Runner):
             else:
                 binding.bind_cpu_input(name, np.ascontiguousarray(value))
         for name in self._output_names:
-            binding.bind_output(name, self.device)
+            binding.bind_output(name, self.device, self.device_index)
         session.run_with_iobinding(binding)
         return dict(zip(self._output_names, binding.copy_outputs_to_cpu()))
 
@@ -197,10 +206,24 @@ class OnnxRuntimeRunner(Runner):
         self.session = None
 
 
-def wanted_gpu_providers(requested: str, tensorrt: bool, available: list[str]) -> list[str]:
-    """GPU providers to ask for, best first. TensorRT when asked for; CUDA for "cuda", and for
-    "auto" only when this onnxruntime has it (a CPU-only build is no surprise there)."""
-    if requested == "cpu":
+def cuda_provider_options(device_index: int, tf32: bool = True) -> dict[str, str]:
+    """The CUDA provider's options: GPU ``device_index``; ``use_tf32`` "0" only when TF32 is
+    off (passed only then, so that an onnxruntime without the option still starts)."""
+    options = {"device_id": str(device_index)}
+    if not tf32:
+        options["use_tf32"] = "0"
+    return options
+
+
+def wanted_gpu_providers(
+    requested: str, tensorrt: bool, available: list[str], gpu: GpuInfo | None = None
+) -> list[str]:
+    """GPU providers to ask for, best first. "cuda": the CUDA provider (and TensorRT when asked
+    for), present or not (its absence is then an error). "auto": only when ``gpu`` (the GPU
+    asked for, found by the caller) is there, so that onnxruntime-gpu on a machine without a
+    GPU runs on the CPU without a warning; then CUDA only when this onnxruntime has it (a
+    CPU-only build is no surprise there)."""
+    if requested == "cpu" or (requested == "auto" and gpu is None):
         return []
     cuda = [CUDA] if requested == "cuda" or CUDA in available else []
     return ([TENSORRT] if tensorrt else []) + cuda

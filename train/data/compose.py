@@ -10,8 +10,10 @@ counted, so the output is the same for any number of workers.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,7 @@ from .depth import (
     ground_plane_depth,
     stand_on_ground,
 )
+from .depth_presets import DepthInput, depth_input
 from .layout import (
     SEED_JPEG_QUALITY,
     LayoutWriter,
@@ -87,27 +90,38 @@ class _Task:
     model: OnnxDepthModel | None
 
 
-def _compose_background(task: _Task) -> tuple[int, DatasetStats]:
-    writer = LayoutWriter(task.root, task.image_format, task.jpeg_quality)
-    writer.write_background(task.k, task.bg)
-    stats = DatasetStats()
-    stats.add_background(task.bg)
+def _scenes(task: _Task) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(n, scene, mask) for every scene of the task's background, in the order of n."""
     size = task.bg.shape[0]
-    ground = ground_plane_depth(size, size) if task.model is None else None
     for f, fg in enumerate(task.fgs, start=1):
         xy = draw_positions(task.seed, task.k, f, fg.shape[:2], size, task.variants, task.positions)
         for v in range(task.variants):
             cutout = fg if v == 0 else np.ascontiguousarray(fg[:, ::-1])
             for p, (x, y) in enumerate(xy[v]):
                 scene, mask = paste(task.bg, cutout, int(x), int(y))
-                if task.model is not None:
-                    depth = task.model(scene)
-                else:
-                    assert ground is not None  # made above for a task without a depth model
-                    depth = stand_on_ground(ground, mask)
                 n = scene_number(task.k, f, v, p, len(task.fgs), task.variants, task.positions)
-                writer.write_scene(task.k, n, Sample(task.bg, scene, mask, depth, f"{task.k}/{n}"))
-                stats.add_scene(scene, mask, depth)
+                yield n, scene, mask
+
+
+def _compose_background(task: _Task) -> tuple[int, DatasetStats]:
+    """Write the background and all its scenes; a depth model runs on ``batch`` scenes at once."""
+    writer = LayoutWriter(task.root, task.image_format, task.jpeg_quality)
+    writer.write_background(task.k, task.bg)
+    stats = DatasetStats()
+    stats.add_background(task.bg)
+    size = task.bg.shape[0]
+    ground = ground_plane_depth(size, size) if task.model is None else None
+    scenes = _scenes(task)
+    step = 1 if task.model is None else task.model.batch
+    while chunk := list(itertools.islice(scenes, step)):
+        if task.model is not None:
+            depths = task.model.predict([scene for _, scene, _ in chunk])
+        else:
+            assert ground is not None  # made above for a task without a depth model
+            depths = [stand_on_ground(ground, mask) for _, _, mask in chunk]
+        for (n, scene, mask), depth in zip(chunk, depths):
+            writer.write_scene(task.k, n, Sample(task.bg, scene, mask, depth, f"{task.k}/{n}"))
+            stats.add_scene(scene, mask, depth)
     return len(task.fgs) * task.variants * task.positions, stats
 
 
@@ -122,7 +136,12 @@ def _refuse_inputs_inside(out: Path, *inputs: str | os.PathLike) -> None:
 
 def _depth_field(model: OnnxDepthModel | None) -> dict:
     if model is not None:
-        return {"source": model.source, "scale_m": None, "meaning": "0 = nearest, 1 = farthest"}
+        return {
+            "source": model.source,
+            "scale_m": None,
+            "meaning": "0 = nearest, 1 = farthest",
+            "input": model.interface.as_dict(),
+        }
     return {
         "source": "geometry (ground plane)",
         "scale_m": round(GROUND_SCALE_M, 4),
@@ -148,7 +167,13 @@ class ComposeOptions:
     image_format: str = "jpg"
     jpeg_quality: int = SEED_JPEG_QUALITY
     depth_model: str | os.PathLike | None = None  # an ONNX depth model; None: the ground plane
-    depth_output: str = "depth"  # the depth model's output name
+    depth_preset: str = "raw"  # how the depth model wants its input (see .depth_presets)
+    depth_size: tuple[int, int] | None = None  # overrides of the preset's; None: the preset's
+    depth_multiple: int | None = None
+    depth_mean: tuple[float, float, float] | None = None
+    depth_std: tuple[float, float, float] | None = None
+    depth_output: str | None = None  # "depth" or "disparity"
+    depth_batch: int = 8  # scenes per depth-model run when its batch dimension is dynamic
     workers: int | None = None  # None: every core
     overwrite: bool = False
     skip_bad: bool = False  # skip (and count) unreadable inputs instead of failing
@@ -168,6 +193,18 @@ class ComposeOptions:
         if self.positions < 1:
             raise MaskDepthError(f"--positions {self.positions}: expected at least 1")
         check_format(self.image_format)
+        self.depth_input()  # a bad preset or override fails before any work
+
+    def depth_input(self) -> DepthInput:
+        """The depth model's interface: the preset with the overrides."""
+        return depth_input(
+            self.depth_preset,
+            self.depth_size,
+            self.depth_multiple,
+            self.depth_mean,
+            self.depth_std,
+            self.depth_output,
+        )
 
 
 @dataclass
@@ -222,7 +259,7 @@ def _read_inputs(
     fgs = load_foregrounds(fg_paths, options.fg_size, options.white_key, options.skip_bad, skipped)
     model = None
     if options.depth_model is not None:
-        model = OnnxDepthModel(options.depth_model, options.depth_output)
+        model = OnnxDepthModel(options.depth_model, options.depth_input(), options.depth_batch)
         # check() closes its session again: the workers open their own
         model.check((options.size, options.size))
     bgs = load_backgrounds(

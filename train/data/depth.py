@@ -2,7 +2,8 @@
 
 Both give HxW float32 in [0, 1], 0 = nearest. The geometric rule has a fixed scale (metres per
 unit, :data:`GROUND_SCALE_M`) for the whole dataset; a model's output is min-max normalised per
-image, as the seed did with DenseDepth, so it has none.
+image, as the seed did with DenseDepth, so it has none; how each network wants its input is in
+:mod:`.depth_presets`.
 """
 
 from __future__ import annotations
@@ -16,12 +17,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.preprocess import resize_image, resize_map
+from maskdepth.runtime.preprocess import resize_map
+
+from .depth_presets import DepthInput
 
 if TYPE_CHECKING:  # imported where used: onnxruntime loads only with a depth model
     from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
-
-DEPTH_OUTPUTS = ("depth", "disparity")
 
 
 @dataclass(frozen=True)
@@ -96,30 +97,48 @@ def normalise_per_image(values: np.ndarray) -> np.ndarray:
 
 
 class OnnxDepthModel:
-    """Any monocular depth network in ONNX (one NCHW RGB input), as a callable on RGB scenes.
+    """Any monocular depth network in ONNX (one RGB image input, NCHW or NHWC), as a callable on
+    RGB scenes, several scenes per run where the model's batch dimension allows.
 
-    The input is float32 RGB / 255 at the model's fixed size, or the scene's size when the model
-    takes any. The first output is squeezed to HxW, resized to the scene, inverted when the model
-    gives ``disparity``, and min-max normalised per image (0 = nearest).
+    ``interface`` (:mod:`.depth_presets`) says how the network wants its input: the scenes are
+    resized to the size it runs at, RGB/255 is normalised with its mean and std, and the first
+    output is squeezed to HxW per scene, resized back to the scene, inverted when it is
+    ``disparity``, and min-max normalised per image (0 = nearest). ``batch``: scenes per run when
+    the batch dimension is dynamic; a fixed batch is filled up by repeating the last scene.
 
     The onnxruntime session (one thread) is created on first use and never pickled, so every
     worker process opens its own: sessions do not survive a fork.
     """
 
-    def __init__(self, path: str | os.PathLike, output: str = "depth") -> None:
+    def __init__(
+        self, path: str | os.PathLike, interface: DepthInput | None = None, batch: int = 8
+    ) -> None:
         self.path = Path(path)
-        if output not in DEPTH_OUTPUTS:
-            raise MaskDepthError(f"depth model output {output!r}: expected one of {DEPTH_OUTPUTS}")
+        self.interface = interface or DepthInput()
+        self.interface.check()
+        if batch < 1:
+            raise MaskDepthError(f"--depth-batch {batch}: expected a number >= 1")
         if not self.path.is_file():
             raise MaskDepthError(f"{self.path}: no such file; expected a depth model in ONNX")
-        self.output = output
+        self._batch = batch
         self._runner: OnnxRuntimeRunner | None = None
-        self._input: tuple[str, np.dtype, tuple[int, int] | None] | None = None
+        self._input: _Input | None = None
+
+    @property
+    def output(self) -> str:
+        return self.interface.output
 
     @property
     def source(self) -> str:
         """How the manifest names this depth source."""
         return f"onnx:{self.path.name} ({self.output})"
+
+    @property
+    def batch(self) -> int:
+        """Scenes per run: the model's fixed batch, else ``batch``."""
+        self._open()
+        assert self._input is not None  # _open checked the input when it opened the runner
+        return self._input.batch or self._batch
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_runner": None, "_input": None}
@@ -131,44 +150,41 @@ class OnnxDepthModel:
             self._runner = OnnxRuntimeRunner(self.path, threads=1)
             self._runner.activate()
             try:
-                self._input = self._check_input(self._runner.input_metadata)
+                self._input = _check_input(self.path, self._runner.input_metadata, self.interface)
             except MaskDepthError:
                 self.close()
                 raise
         return self._runner
 
-    def _check_input(self, metadata: dict) -> tuple[str, np.dtype, tuple[int, int] | None]:
-        if len(metadata) != 1:
-            raise MaskDepthError(
-                f"{self.path}: the model has inputs {sorted(metadata)}; expected one image input"
-            )
-        ((name, (dtype, shape)),) = metadata.items()
-        channels_ok = len(shape) == 4 and (shape[1] == 3 or not isinstance(shape[1], int))
-        if not channels_ok:
-            raise MaskDepthError(
-                f"{self.path}: input {name!r} has shape {list(shape)}; "
-                "expected NCHW with 3 channels"
-            )
-        if not np.issubdtype(dtype, np.floating):
-            raise MaskDepthError(f"{self.path}: input {name!r} is {dtype}; expected float32")
-        fixed = all(isinstance(v, int) and v > 0 for v in shape[2:])
-        return name, dtype, (shape[2], shape[3]) if fixed else None
-
     def __call__(self, scene: np.ndarray) -> np.ndarray:
         """HxW float32 depth in [0, 1] (0 = nearest) for an HxWx3 uint8 RGB scene."""
+        return self.predict([scene])[0]
+
+    def predict(self, scenes: list[np.ndarray]) -> list[np.ndarray]:
+        """Depth for each HxWx3 uint8 RGB scene (one size), :attr:`batch` scenes per run."""
         runner = self._open()
         assert self._input is not None  # _open checked the input when it opened the runner
-        name, dtype, fixed = self._input
-        image = resize_image(scene, fixed) if fixed else scene
-        batch = (image.astype(np.float32) / 255).transpose(2, 0, 1)[None].astype(dtype)
-        raw = np.squeeze(next(iter(runner.infer({name: batch}).values())))
-        if raw.ndim != 2:
+        spec, step = self._input, self.batch
+        size = self.interface.run_size(scenes[0].shape[:2], spec.fixed)
+        depths: list[np.ndarray] = []
+        for first in range(0, len(scenes), step):
+            chunk = scenes[first : first + step]
+            padded = chunk + [chunk[-1]] * (step - len(chunk)) if spec.batch else chunk
+            feed = self.interface.prepare(padded, size, spec.nhwc).astype(spec.dtype)
+            raw = np.asarray(next(iter(runner.infer({spec.name: feed}).values())))
+            depths += [self._to_depth(raw, i, scene) for i, scene in enumerate(chunk)]
+        return depths
+
+    def _to_depth(self, raw: np.ndarray, item: int, scene: np.ndarray) -> np.ndarray:
+        values = np.squeeze(raw[item]) if raw.ndim >= 3 else np.squeeze(raw)
+        if values.ndim != 2:
             raise MaskDepthError(
-                f"{self.path}: first output squeezes to shape {list(raw.shape)}; expected HxW"
+                f"{self.path}: first output has shape {list(raw.shape)}; expected one HxW map "
+                "per image (NxHxW, Nx1xHxW or NxHxWx1)"
             )
-        if not np.isfinite(raw).all():
+        if not np.isfinite(values).all():
             raise MaskDepthError(f"{self.path}: output has NaN or inf values; expected depth")
-        depth = normalise_per_image(resize_map(raw.astype(np.float32), scene.shape[:2]))
+        depth = normalise_per_image(resize_map(values.astype(np.float32), scene.shape[:2]))
         return 1 - depth if self.output == "disparity" else depth
 
     def check(self, size: tuple[int, int]) -> None:
@@ -176,8 +192,10 @@ class OnnxDepthModel:
         (call before forking workers), so a broken model fails before any scene is written."""
         try:
             self(np.full((*size, 3), 128, np.uint8))
-        except MaskDepthError:
-            raise
+        except MaskDepthError as exc:
+            message = str(exc)
+            prefix = "" if message.startswith(str(self.path)) else f"{self.path}: "
+            raise MaskDepthError(prefix + message) from exc
         except Exception as exc:  # onnxruntime raises its own types (shape, type, ...)
             first_line = (str(exc).strip() or type(exc).__name__).splitlines()[0]
             raise MaskDepthError(
@@ -191,3 +209,38 @@ class OnnxDepthModel:
             self._runner.deactivate()
         self._runner = None
         self._input = None
+
+
+@dataclass(frozen=True)
+class _Input:
+    """What the model's one input takes: its name and dtype, NHWC or not, a fixed (H, W) or
+    None, and a fixed batch or None (dynamic)."""
+
+    name: str
+    dtype: np.dtype
+    nhwc: bool
+    fixed: tuple[int, int] | None
+    batch: int | None
+
+
+def _check_input(path: Path, metadata: dict, interface: DepthInput) -> _Input:
+    if len(metadata) != 1:
+        raise MaskDepthError(f"{path}: the model has inputs {sorted(metadata)}; expected one image")
+    ((name, (dtype, shape)),) = metadata.items()
+    layouts = []  # NCHW: 3 channels or a dynamic count; NHWC: 3 channels, always fixed
+    if len(shape) == 4 and (shape[1] == 3 or not isinstance(shape[1], int)):
+        layouts.append("nchw")
+    if len(shape) == 4 and shape[3] == 3:
+        layouts.append("nhwc")
+    if not layouts:
+        raise MaskDepthError(
+            f"{path}: input {name!r} has shape {list(shape)}; expected one RGB image, "
+            "NCHW or NHWC with 3 channels"
+        )
+    layout = interface.layout if interface.layout in layouts else layouts[0]
+    if not np.issubdtype(dtype, np.floating):
+        raise MaskDepthError(f"{path}: input {name!r} is {dtype}; expected float32")
+    sides = shape[1:3] if layout == "nhwc" else shape[2:4]
+    fixed = all(isinstance(v, int) and v > 0 for v in sides)
+    batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    return _Input(name, dtype, layout == "nhwc", (sides[0], sides[1]) if fixed else None, batch)

@@ -4,7 +4,7 @@ outputs and their meaning, as a :class:`~maskdepth.runtime.model_info.ModelInfo`
 Plain data and no torch, so that ``TrainConfig`` refuses a size the model cannot export without
 loading PyTorch. The registry refuses a builder whose variant has no config here, so every
 builder in ``u2net.py`` has its config beside it in this table. Training replaces the mean/std
-and depth scale with its data's (``maskdepth.train.checkpoint.training_config``).
+and depth scale with its data's (``maskdepth.train.datasets.training_config``).
 """
 
 from __future__ import annotations

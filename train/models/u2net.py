@@ -34,7 +34,8 @@ def _upsample_like(x: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return x
     if torch.jit.is_tracing():
         # Exported: a constant scale instead of the size read from ``like``, which the graph
-        # would compute with a Shape -> Slice -> Concat chain per Resize (183 of 729 nodes).
+        # would compute with a Shape -> Slice -> Concat chain per Resize (README, Export: the
+        # node counts with and without them).
         # Exact: exported sides are multiples of the stride, so every ratio is a power of 2,
         # and bilinear sampling at a given scale is what it is at the size it gives.
         scale = [float(like.shape[i]) / float(x.shape[i]) for i in (-2, -1)]
@@ -290,5 +291,5 @@ def u2net_md(decoders: int = 2) -> U2NetMD:
 
 @register_model("u2netp-lite")
 def u2netp_lite(decoders: int = 1) -> U2NetMD:
-    """One U2-Net-small decoder with two output channels: ~1.14 M parameters, ~1.7x fewer FLOPs."""
+    """One U2-Net-small decoder with two output channels: ~1.14 M parameters."""
     return _create_u2net("u2netp-lite", **dict(SMALL, decoders=decoders))

@@ -7,8 +7,12 @@ dataclass back from the parsed namespace. A field declared with :func:`nested` h
 options dataclass whose fields are added in its place (``maskdepth export``: the checkpoint and
 the output, then :class:`maskdepth.export.options.ExportOptions`).
 
-Here in the runtime (no torch, argparse only) because every layer declares its options with it:
-``maskdepth predict``'s here, ``TrainConfig`` for ``python -m maskdepth.train`` in train.
+Command-line code, so not in :mod:`maskdepth.runtime` (which holds what an application
+imports); still below train (argparse only, no torch) because every layer above the runtime
+declares its options with it: ``TrainConfig`` for ``python -m maskdepth.train`` in train,
+``ExportOptions`` in export, bench and demo in benchmarks, the commands in
+:mod:`maskdepth.commands`. ``tests/test_structure.py`` gives it its own layer between runtime
+and train.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from .runners.cuda import DEVICES
+from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.runners.cuda import DEVICE_METAVAR, EXPECTED_DEVICE, parse_device
 
 _KEY = "maskdepth.option"
 
@@ -66,8 +71,17 @@ def nested(options: type) -> Any:
 
 
 def device_option(default: str = "auto", help: str | None = None) -> Any:
-    """``--device auto|cpu|cuda``: every command's device choice."""
-    return option(default, choices=DEVICES, help=help)
+    """``--device auto|cpu|cuda[:N]``: every command's device choice (N: the GPU's index)."""
+    return option(default, type=device_choice, metavar=DEVICE_METAVAR, help=help)
+
+
+def device_choice(text: str) -> str:
+    """argparse type of every ``--device``: auto, cpu, cuda or cuda:N, kept as given."""
+    try:
+        parse_device(text)
+    except MaskDepthError:
+        raise argparse.ArgumentTypeError(f"{EXPECTED_DEVICE}, got {text!r}") from None
+    return text
 
 
 def positive(text: str) -> int:
