@@ -8,8 +8,8 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from maskdepth.options import device_option, option, positional, positive
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.options import device_option, option, positional, positive
 from maskdepth.runtime.predictor import BACKENDS
 from maskdepth.runtime.stream.background import MODES
 from maskdepth.runtime.stream.config import DROPS, StreamConfig

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.predict_cli import check_threshold, parse_save
+from maskdepth.runtime.outputs import check_threshold, parse_save
 from maskdepth.runtime.predictor import DEFAULT_BATCH, Prediction
 from maskdepth.runtime.stream.background import MODES
 
@@ -50,7 +50,7 @@ class StreamConfig:
                 "--bg-rate >= 0, --bg-relearn > 0, --bg-learn >= 1 and --batch >= 1 expected"
             )
         if self.threshold is None or check_threshold(self.threshold) is None:
-            raise MaskDepthError("--threshold: stream needs a number in [0, 1]")
+            raise MaskDepthError("--threshold none: the stream loop needs a number in [0, 1]")
         self.kinds()
 
     def kinds(self) -> tuple[tuple[str, ...], set[str]]:

@@ -19,7 +19,7 @@ import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import read_image
-from maskdepth.runtime.predict_cli import list_images
+from maskdepth.runtime.outputs import list_images
 
 URL_SCHEMES = ("rtsp", "rtsps", "http", "https", "udp", "tcp", "rtmp")
 LIVE_KINDS = ("camera", "url", "gstreamer")

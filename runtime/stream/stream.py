@@ -23,7 +23,7 @@ from maskdepth.runtime.predictor import ImageInput, Predictor, load_rgb
 from maskdepth.runtime.stream.background import BackgroundModel
 from maskdepth.runtime.stream.config import StreamConfig, StreamResult
 from maskdepth.runtime.stream.loop import Run, Source
-from maskdepth.runtime.stream.sources import Reader, SourceSpec, parse_sources
+from maskdepth.runtime.stream.sources import Reader, SourceSpec, parse_sources, source_kind
 
 Sources = str | os.PathLike | int | Sequence[str | os.PathLike | int] | Mapping[str, Any]
 Backgrounds = ImageInput | Mapping[str, ImageInput] | None
@@ -77,7 +77,7 @@ def stream(
     name -> source. ``bg``: one empty scene, or a dict name -> empty scene; a source without
     one learns it from its first ``bg_learn`` frames."""
     config = _config(options)
-    specs = parse_sources(_source_texts(sources))
+    specs = _specs(sources)
     backgrounds = _backgrounds(specs, bg)
     owned = None
     if not isinstance(model, Predictor):
@@ -111,12 +111,21 @@ def _config(options: dict) -> StreamConfig:
     return config
 
 
-def _source_texts(sources: Sources) -> list[str]:
+def _specs(sources: Sources) -> list[SourceSpec]:
+    """A dict's names are taken as they are (a file stem with a space or an ``=`` in it too);
+    texts are parsed, ``"name=..."`` naming one."""
     if isinstance(sources, Mapping):
-        return [f"{name}={target}" for name, target in sources.items()]
+        targets = {name: _text(target) for name, target in sources.items()}
+        if not targets:
+            raise MaskDepthError("no --source given")
+        return [SourceSpec(n, t, source_kind(t)) for n, t in targets.items()]
     if isinstance(sources, (str, os.PathLike, int)):
-        return [os.fspath(sources) if not isinstance(sources, int) else str(sources)]
-    return [os.fspath(s) if not isinstance(s, int) else str(s) for s in sources]
+        return parse_sources([_text(sources)])
+    return parse_sources([_text(s) for s in sources])
+
+
+def _text(source: str | os.PathLike | int) -> str:
+    return str(source) if isinstance(source, int) else os.fspath(source)
 
 
 def _backgrounds(specs: list[SourceSpec], bg: Backgrounds) -> dict[str, np.ndarray | None]:

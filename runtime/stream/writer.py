@@ -1,7 +1,7 @@
 """The output stage, on its own thread: per source ``OUT/<source>/events.jsonl``, the per-frame
-pictures ``OUT/<source>/<kind>/NNNNNN.png`` (predict's kinds, written atomically by predict's
-own helpers), the side-by-side video ``OUT/<source>/<source>.mp4`` (predict's video writer: a
-temporary name renamed when it is complete) and ``OUT/<source>/bg/NNNNNN.png``; at the end
+pictures ``OUT/<source>/<kind>/NNNNNN.png`` (predict's kinds, written atomically by
+:mod:`maskdepth.runtime.outputs`), the side-by-side video ``OUT/<source>/<source>.mp4`` (its
+video writer: a temporary name renamed when it is complete) and ``OUT/<source>/bg/NNNNNN.png``; at the end
 ``OUT/summary.json``. Its queue is bounded: a slow disk slows the loop, it never fills memory.
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdepth.runtime.image import write_image
-from maskdepth.runtime.predict_cli import save_prediction, side_by_side, write_video
+from maskdepth.runtime.outputs import save_prediction, side_by_side, write_video
 from maskdepth.runtime.stream.background import BackgroundModel
 from maskdepth.runtime.stream.config import StreamConfig, StreamResult
 from maskdepth.runtime.stream.events import EventLog, event_line, write_summary
@@ -35,7 +35,7 @@ def hand_over(jobs: queue.Queue, job, worker: threading.Thread) -> None:
 
 
 class VideoSink:
-    """One source's mp4, fed frame by frame to predict's ``write_video`` on a thread."""
+    """One source's mp4, fed frame by frame to ``outputs.write_video`` on a thread."""
 
     def __init__(self, path: Path, fps: float) -> None:
         self.frames: queue.Queue = queue.Queue(maxsize=8)
