@@ -1,8 +1,9 @@
 """The output stage, on its own thread: per source ``OUT/<source>/events.jsonl``, the per-frame
 pictures ``OUT/<source>/<kind>/NNNNNN.png`` (predict's kinds, written atomically by
 :mod:`maskdepth.runtime.outputs`), the side-by-side video ``OUT/<source>/<source>.mp4`` (its
-video writer: a temporary name renamed when it is complete) and ``OUT/<source>/bg/NNNNNN.png``; at the end
-``OUT/summary.json``. Its queue is bounded: a slow disk slows the loop, it never fills memory.
+video writer: a temporary name renamed when it is complete) and ``OUT/<source>/bg/NNNNNN.png``;
+at the end ``OUT/summary.json``. Its queue is bounded: a slow disk slows the loop, it never
+fills memory.
 """
 
 from __future__ import annotations
