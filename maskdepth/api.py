@@ -6,6 +6,8 @@
     scores = maskdepth.evaluate(run["best_path"], "data/mine")
     onnx = maskdepth.convert(run["best_path"], "models/mine.onnx")
     result = maskdepth.Predictor(onnx.path).predict("scene.jpg", bg="empty.jpg")
+    with maskdepth.stream(onnx.path, "rtsp://cam/1", bg="empty.jpg", out="live") as live:
+        for frame in live: ...
 
 Each call takes the options of its command as keywords (``maskdepth train --max-minutes 30``
 is ``max_minutes=30``); an unknown keyword fails at once and names the known ones.
@@ -21,6 +23,7 @@ from maskdepth.runtime.errors import MaskDepthError
 
 if TYPE_CHECKING:
     from maskdepth.export.pipeline import ExportResult
+    from maskdepth.runtime.stream import Stream
 
 
 def fit(data: str | Path = "synth", out: str | Path = "runs/u2netp-md", **options: Any) -> dict:
@@ -50,6 +53,16 @@ def convert(checkpoint: str | Path, out: str | Path, **options: Any) -> ExportRe
     from maskdepth.export.pipeline import ExportOptions, export
 
     return export(checkpoint, out, _options(ExportOptions, "convert", options))
+
+
+def stream(model: Any, sources: Any, bg: Any = None, **options: Any) -> Stream:
+    """Run a model on live cameras, streams or files as ``maskdepth stream`` does; iterate
+    the result for each frame's :class:`~maskdepth.runtime.stream.StreamResult`. ``options``:
+    :class:`~maskdepth.runtime.stream.StreamConfig`'s fields (``out``, ``save``, ``drop``,
+    ``bg_update``, ...)."""
+    from maskdepth.runtime.stream import stream as run
+
+    return run(model, sources, bg, **options)
 
 
 def _options(cls: type, call: str, options: dict, **given: Any) -> Any:

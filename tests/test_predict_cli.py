@@ -1,7 +1,9 @@
-"""`maskdepth predict`: one image, a folder, a video; what it writes; one-line errors."""
+"""`maskdepth predict`: one image, a folder, a video (the stream loop with a frozen background);
+what it writes; one-line errors."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -12,9 +14,9 @@ import pytest
 from test_predictor import rgb, tiny_expected, write_tiny_model
 
 from maskdepth.cli import main
-from maskdepth.commands.predict import output_names, parse_save, write_video
 from maskdepth.runtime import MaskDepthError
 from maskdepth.runtime.image import from_unit, read_image, write_image
+from maskdepth.runtime.outputs import output_names, parse_save, write_video
 
 
 @pytest.fixture(scope="module")
@@ -72,31 +74,62 @@ def test_a_folder_skips_the_bg_in_it_and_honours_save_and_threshold(model, image
     assert not list(out.rglob(".*"))  # no temporary files left
 
 
-def test_a_video_gives_a_side_by_side_video(model, tmp_path, capsys):
+def _clip(tmp_path, name="clip.mp4", frames=6) -> Path:
     bg = rgb(1, 48, 64)
     write_image(tmp_path / "bg.png", bg)
-    source = tmp_path / "clip.mp4"
+    source = tmp_path / name
     writer = cv2.VideoWriter(str(source), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (64, 48))
-    for i in range(6):
+    for i in range(frames):
         writer.write(rgb(20 + i, 48, 64))
     writer.release()
-    out = tmp_path / "out"
-    assert _predict(model, "--bg", tmp_path / "bg.png", "--video", source, "--out", out,
-                    "--batch", "4") == 0  # fmt: skip
-    assert "(6 frames)" in capsys.readouterr().out
-    assert [p.name for p in out.iterdir()] == ["clip.mp4"]
-    capture = cv2.VideoCapture(str(out / "clip.mp4"))
+    return source
+
+
+def _read_video(path: Path) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
     frames = []
     while (frame := capture.read())[0]:
         frames.append(frame[1])
     capture.release()
+    return frames
+
+
+def test_a_video_runs_the_stream_loop_with_a_frozen_background(model, tmp_path, capsys):
+    source = _clip(tmp_path)
+    out = tmp_path / "out"
+    assert _predict(model, "--bg", tmp_path / "bg.png", "--video", source, "--out", out,
+                    "--batch", "4") == 0  # fmt: skip
+    printed = capsys.readouterr().out
+    assert "(6 frames)" in printed and str(out / "clip" / "clip.mp4") in printed
+    assert sorted(p.name for p in out.iterdir()) == ["clip", "summary.json"]
+    assert sorted(p.name for p in (out / "clip").iterdir()) == ["clip.mp4", "events.jsonl"]
+    frames = _read_video(out / "clip" / "clip.mp4")
     assert len(frames) == 6
     assert frames[0].shape == (48, 128, 3)  # overlay | depth colour map
-    # with --save, the frames' pictures too
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["bg_update"] == "none" and summary["batch"] == 4
+    counts = summary["sources"]["clip"]
+    assert (counts["processed"], counts["dropped"], counts["bg_updates"]) == (6, 0, 0)
+    lines = (out / "clip" / "events.jsonl").read_text().splitlines()
+    assert [json.loads(line)["frame"] for line in lines] == list(range(6))
+    # with --save, the frames' pictures too, as the stream names them; the threshold is kept
     out2 = tmp_path / "out2"
     assert _predict(model, "--bg", tmp_path / "bg.png", "--video", source, "--out", out2,
-                    "--save", "mask") == 0  # fmt: skip
-    assert len(list((out2 / "mask").glob("clip_*.png"))) == 6
+                    "--save", "mask", "--threshold", "0.9") == 0  # fmt: skip
+    masks = sorted(p.name for p in (out2 / "clip" / "mask").iterdir())
+    assert masks == [f"{i:06d}.png" for i in range(6)]
+    decoded = _read_video(source)  # the frames as the loop saw them (mp4 is lossy)
+    for i in (0, 5):
+        expected, _ = tiny_expected(rgb(1, 48, 64), decoded[i][..., ::-1])
+        saved = read_image(out2 / "clip" / "mask" / f"{i:06d}.png", "gray")
+        np.testing.assert_array_equal(saved, np.where(expected > 0.9, 255, 0))
+
+
+def test_a_video_whose_stem_has_a_space_or_an_equals_sign(model, tmp_path, capsys):
+    source = _clip(tmp_path, "door=1 a.mp4", frames=3)
+    out = tmp_path / "out"
+    assert _predict(model, "--bg", tmp_path / "bg.png", "--video", source, "--out", out) == 0
+    assert len(_read_video(out / "door=1 a" / "door=1 a.mp4")) == 3
 
 
 def test_written_video_is_all_or_nothing(tmp_path):
@@ -132,7 +165,8 @@ def test_save_kinds_and_output_names():
         (["--bg", "{bg}", "--scene", "{dir}/s0.png", "--save", "x"], "--save x: unknown x"),
         (["--bg", "{bg}", "--scenes", "{dir}/empty"], "empty: no images"),
         (["--bg", "{bg}", "--scenes", "{dir}/absent"], "absent: no such folder"),
-        (["--bg", "{bg}", "--video", "{dir}/junk.mp4"], "junk.mp4: OpenCV cannot read this"),
+        (["--bg", "{bg}", "--video", "{dir}/junk.mp4"], "OpenCV cannot open"),
+        (["--bg", "{bg}", "--video", "{dir}/s0.png", "--threshold", "none"], "needs a number"),
         (["--bg", "{bg}", "--video", "{dir}/absent.mp4"], "absent.mp4: no such video file"),
     ],
 )

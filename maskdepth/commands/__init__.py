@@ -37,4 +37,4 @@ class Command:
 
 
 # In the order ``maskdepth --help`` lists them.
-NAMES = ("data", "train", "evaluate", "export", "predict", "bench", "demo", "doctor")
+NAMES = ("data", "train", "evaluate", "export", "predict", "stream", "bench", "demo", "doctor")
