@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from maskdepth.runtime.engine_sidecar import engine_info
+from maskdepth.runtime.engine_sidecar import engine_info, target_problem
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
 
@@ -42,10 +42,12 @@ def export_engine(
         start = time.perf_counter()
         build_engine(onnx_path, candidate, settings, info)
         seconds["build_engine"] = time.perf_counter() - start
-        if reference is None or flavour.gpu is None:
+        elsewhere = _not_for_this_gpu(flavour, options)
+        if reference is None or flavour.gpu is None or elsewhere:
             move(candidate, out)
-            note = (f"engine parity not checked: no CUDA GPU here; {onnx_path.name}, the graph it "
-                    "was compiled from, is what was checked")  # fmt: skip
+            why = elsewhere or "no CUDA GPU here"
+            note = (f"engine parity not checked: {why}; {onnx_path.name}, the graph it was "
+                    "compiled from, is what was checked")  # fmt: skip
             report = write_report(out, None, file=str(out), onnx=str(onnx_path), note=note,
                                   seconds=seconds)  # fmt: skip
             return ExportResult(out, None, None, seconds, note, report)
@@ -54,6 +56,16 @@ def export_engine(
         runner = TensorRTRunner(candidate, device=flavour.gpu.index)
         precision = engine_info(candidate).precision  # the plan's (tensorrt 10.x: FP16 flag)
         return gate(candidate, out, runner, reference, precision, options, seconds)
+
+
+def _not_for_this_gpu(flavour: Flavour, options: ExportOptions) -> str | None:
+    """Why a plan built ahead of time for other GPUs (TensorRT-RTX ``--compute-capability``)
+    cannot be checked on this one; None when it can (or there is no GPU here)."""
+    if flavour.gpu is None:
+        return None
+    target = flavour.target(options.compute_capabilities)
+    problem = target_problem(flavour.name, target, flavour.gpu.compute_capability)
+    return f"the plan cannot run on this GPU ({problem})" if problem else None
 
 
 def check_engine_request(options: ExportOptions, flavour: Flavour) -> None:

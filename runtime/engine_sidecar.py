@@ -136,6 +136,7 @@ def check_sidecar(
     *,
     gpu_name: str | None = None,
     engine_path: str | os.PathLike = "model.engine",
+    device: int = 0,
 ) -> None:
     """Raise one line naming every mismatch between the plan and this machine, ending with the
     command that rebuilds it. ``flavour_version`` None: the flavour is not installed;
@@ -153,7 +154,7 @@ def check_sidecar(
     if cc_problem:
         problems.append(cc_problem)
     if problems:
-        command = rebuild_command(sidecar, engine_path, gpu_cc if cc_problem else None)
+        command = rebuild_command(sidecar, engine_path, gpu_cc if cc_problem else None, device)
         raise MaskDepthError(f"{engine_path}: {'; '.join(problems)}; rebuild with: {command}")
 
 
@@ -192,10 +193,10 @@ def _target_problem(sidecar: dict, gpu_cc: str | None, gpu_name: str | None) -> 
 
 
 def rebuild_command(
-    sidecar: dict, engine_path: str | os.PathLike, gpu_cc: str | None = None
+    sidecar: dict, engine_path: str | os.PathLike, gpu_cc: str | None = None, device: int = 0
 ) -> str:
     """The ``maskdepth export`` command that builds this plan again (adding ``gpu_cc`` to a
-    TensorRT-RTX plan's compute capabilities)."""
+    TensorRT-RTX plan's compute capabilities), on GPU ``device`` (the one it is to run on)."""
     shapes: dict[str, list[int]] = next(iter(sidecar["profile"].values()), {})
     opt, largest = shapes.get("opt", [1, 3, 0, 0]), shapes.get("max", [1, 3, 0, 0])
     info = ModelInfo.from_dict(sidecar["model"])
@@ -209,6 +210,7 @@ def rebuild_command(
         "--max-batch", str(largest[0]),
     ]  # fmt: skip
     words += ["--dynamic"] if dynamic else []
+    words += ["--device", f"cuda:{device}"] if device else []
     if sidecar["flavour"] == "tensorrt_rtx" and gpu_cc and gpu_cc not in RTX_COMPUTE_CAPABILITIES:
         return (
             f"{shlex.join([*words, '--out', str(engine_path)])} (on this machine, with "

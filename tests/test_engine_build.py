@@ -251,6 +251,36 @@ def test_a_crashed_gate_leaves_no_engine_at_the_final_name(rtx, onnx_files, tmp_
     assert list(out.parent.iterdir()) == []
 
 
+def test_a_plan_built_for_other_gpus_keeps_its_name_unchecked(rtx, onnx_files, tmp_path):
+    """A TensorRT-RTX plan built ahead of time for compute capability 8.9 on a machine whose GPU
+    (the injected fact) is an H200 (9.0): no gate can run it here, so it is kept, unchecked, and
+    the report says why (a failing gate would have deleted a plan built for another machine)."""
+    from dataclasses import replace
+
+    from maskdepth.export.engine import export_engine
+    from maskdepth.export.gate import Reference
+    from maskdepth.export.options import ExportOptions
+    from maskdepth.export.parity import reference_runner
+    from maskdepth.export.samples import held_out_samples
+    from maskdepth.runtime.runners.cuda import GpuInfo
+    from maskdepth.train.models import create_model
+
+    samples = held_out_samples({}, INFO.preprocessing, 2)
+    reference = Reference(samples, reference_runner(create_model("u2netp-lite").eval(), samples))
+    flavour = replace(rtx, gpu=GpuInfo(0, "NVIDIA H200", "9.0"))
+    options = ExportOptions(format="engine", max_batch=2, compute_capabilities=("8.9",))
+    out = tmp_path / "model.engine"
+    result = export_engine(onnx_files["fp32"], out, options, flavour, reference, {}, None)
+    assert out.is_file() and result.passed is None and result.comparison is None
+    assert "parity not checked: the plan cannot run on this GPU" in result.note
+    assert "built for compute capabilities 8.9" in result.note and "is 9.0" in result.note
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "model.engine",
+        "model.engine.json",
+        "model.engine.parity.json",
+    ]
+
+
 # sidecar (no TensorRT needed)
 
 
@@ -303,7 +333,8 @@ def _parsed_rebuild(message: str):
     from maskdepth.cli import build_parser
     from maskdepth.options import options_from
 
-    words = shlex.split(message.split("rebuild with: ", 1)[1])
+    command = message.split("rebuild with: ", 1)[1].split(" (on this machine", 1)[0]
+    words = shlex.split(command)
     assert words[:2] == ["maskdepth", "export"]
     args = build_parser().parse_args(words[1:])
     return options_from(args.handler.options, args)
@@ -329,6 +360,12 @@ def test_sidecar_mismatch_says_how_to_rebuild(tmp_path):
     assert options.compute_capabilities == ("8.6", "8.9", "7.5")
     with pytest.raises(MaskDepthError, match="which is not installed .pip install tensorrt-rtx"):
         check_sidecar(sidecar, None, None, engine_path=engine)
+    tensorrt_engine, tensorrt = _sidecar(
+        tmp_path, "tensorrt", {"gpu": "NVIDIA A100", "compute_capability": "8.0"}
+    )
+    with pytest.raises(MaskDepthError) as caught:  # to run on GPU 1: rebuilt on GPU 1
+        check_sidecar(tensorrt, "10.9", "8.6", engine_path=tensorrt_engine, device=1)
+    assert _parsed_rebuild(str(caught.value)).options.device == "cuda:1"
 
 
 def test_rebuild_for_a_gpu_tensorrt_rtx_cannot_target_names_full_tensorrt(tmp_path):

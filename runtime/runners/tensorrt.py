@@ -123,6 +123,7 @@ class TensorRTRunner(Runner):
             gpu.compute_capability if gpu else None,
             gpu_name=gpu.name if gpu else None,
             engine_path=self.path,
+            device=self.device_index,
         )
         plan = self._read_plan()
         if gpu is None:
@@ -152,9 +153,10 @@ class TensorRTRunner(Runner):
     def _read_plan(self) -> bytes:
         plan = self.path.read_bytes()
         if sha256_of(plan) != self.sidecar.get("plan", {}).get("sha256"):
+            command = rebuild_command(self.sidecar, self.path, device=self.device_index)
             raise MaskDepthError(
                 f"{self.path}: the plan does not match its sidecar (changed since it was "
-                f"built); rebuild with: {rebuild_command(self.sidecar, self.path)}"
+                f"built); rebuild with: {command}"
             )
         return plan
 
@@ -195,12 +197,16 @@ class TensorRTRunner(Runner):
         raise MaskDepthError(
             f"{self.path}: {self.provider} says the plan cannot run here "
             f"({', '.join(reasons) or 'no reason given'}); rebuild with: "
-            f"{rebuild_command(self.sidecar, self.path)}"
+            f"{rebuild_command(self.sidecar, self.path, device=self.device_index)}"
         )
 
     def _failure(self, logger: FlavourLogger, what: str, rebuild: bool = False) -> MaskDepthError:
         reason = "; ".join(logger.errors[-3:]) or "no reason given"
-        hint = f"; rebuild with: {rebuild_command(self.sidecar, self.path)}" if rebuild else ""
+        hint = (
+            f"; rebuild with: {rebuild_command(self.sidecar, self.path, device=self.device_index)}"
+            if rebuild
+            else ""
+        )
         return MaskDepthError(f"{self.path}: {what}: {reason}{hint}")
 
     # inference
