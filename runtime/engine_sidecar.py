@@ -5,7 +5,7 @@ gives "rebuild with: ..." instead of a deserialisation error, and everything the
 
 Keys::
 
-    format, format_version   "maskdepth-engine", 1
+    format, format_version   "maskdepth-engine", 2
     flavour                  "tensorrt" | "tensorrt_rtx"
     flavour_version          the builder's __version__; plans run only on the same version
     target                   tensorrt: {"gpu": name, "compute_capability": "8.6"};
@@ -35,7 +35,7 @@ from .image import write_bytes_atomic
 from .model_info import ModelInfo
 
 FORMAT = "maskdepth-engine"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the precision only in the model config (1 held it twice)
 FLAVOURS = ("tensorrt", "tensorrt_rtx")
 INSTALL = {"tensorrt": "tensorrt", "tensorrt_rtx": "tensorrt-rtx-cu12"}  # pip package names
 # What TensorRT for RTX 1.7 builds for (ahead of time, without a GPU), and its default set (7.5
@@ -112,8 +112,13 @@ def read_sidecar(engine_path: str | os.PathLike) -> dict:
         raise MaskDepthError(f"{path}: damaged engine sidecar ({exc})") from None
     if not isinstance(sidecar, dict) or sidecar.get("format") != FORMAT:
         raise MaskDepthError(f"{path}: not a maskdepth engine sidecar (no format {FORMAT!r})")
-    if int(sidecar.get("format_version", 0)) > FORMAT_VERSION:
-        raise MaskDepthError(f"{path}: sidecar format is newer than this maskdepth; upgrade it")
+    version = int(sidecar.get("format_version", 0))
+    if version != FORMAT_VERSION:
+        newer = "newer than this maskdepth; upgrade it" if version > FORMAT_VERSION else (
+            "from an older maskdepth; build the engine again with 'maskdepth export ... "
+            "--format engine'"
+        )  # fmt: skip
+        raise MaskDepthError(f"{path}: sidecar format {version} is {newer}")
     missing = [
         k for k in ("flavour", "flavour_version", "target", "profile", "model") if k not in sidecar
     ]

@@ -424,6 +424,11 @@ def test_missing_or_damaged_sidecar(tmp_path):
     sidecar_path(engine).write_text(json.dumps({"format": "something else"}))
     with pytest.raises(MaskDepthError, match="not a maskdepth engine sidecar"):
         engine_info(engine)
+    _, written = _sidecar(tmp_path)
+    for version, says in ((1, "from an older maskdepth; build the engine again"), (3, "newer")):
+        sidecar_path(engine).write_text(json.dumps(written | {"format_version": version}))
+        with pytest.raises(MaskDepthError, match=f"sidecar format {version} is {says}"):
+            read_sidecar(engine)  # 1 held the precision twice: an FP16-flag plan read as fp32
 
 
 # the runner, up to the GPU (runs without one)
