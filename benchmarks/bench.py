@@ -86,6 +86,7 @@ def bench(models: list[Path], out: Path, options: BenchOptions, progress: bool =
     report = {
         "machine": machine() | {"sgemm_gflops": peak},
         "options": jsonable(asdict(options)),
+        "samples": context.described(),
         "rows": [r.to_dict() for r in rows],
     }
     write_bytes_atomic(out / "bench.json", json.dumps(report, indent=2).encode())

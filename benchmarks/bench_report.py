@@ -26,9 +26,11 @@ def _fmt(value, spec: str) -> str:
 
 def to_markdown(report: dict) -> str:
     info = report["machine"]
+    samples = report.get("samples")
     lines = [
         describe(info),
         "",
+        *([f"Held-out samples: {', '.join(samples)}.", ""] if samples else []),
         "| model | format | precision | backend | provider | device | MB | batch | mean ms "
         "| p50 | p90 | p99 | images/s | GFLOP | x floor | IoU | dIoU | RMSE | dRMSE "
         "| max abs diff | status |",

@@ -65,6 +65,11 @@ class Context:
             self.ckpt = load_checkpoint(options.reference)
             self.model, self.pre = model_from_checkpoint(self.ckpt)
 
+    def described(self) -> list[str]:
+        """Where the held-out samples of each pre-processing came from ("8 validation scenes
+        of DIR", "16 synthetic scenes (...)")."""
+        return [held.description for held in self._samples.values()]
+
     def samples(self, pre: Preprocessing) -> HeldOut:
         if pre not in self._samples:
             from maskdepth.export.samples import held_out_samples

@@ -68,7 +68,11 @@ def test_bench_rows_files_and_a_broken_model(models, tiny_checkpoint, tmp_path, 
     assert all(r["status"].startswith("failed:") and "broken.onnx" in r["status"]
                for r in broken_rows)  # fmt: skip
     assert report["machine"]["cores"] >= 1 and "onnxruntime" in report["machine"]["versions"]
-    header = (out / "bench.md").read_text().splitlines()[2]
+    (samples,) = report["samples"]  # one pre-processing: one set, said where it came from
+    assert samples.startswith("12 ") and "scenes" in samples
+    lines = (out / "bench.md").read_text().splitlines()
+    assert f"Held-out samples: {samples}." in lines
+    header = next(line for line in lines if line.startswith("| model |"))
     assert [c.strip() for c in header.strip("|").split("|")] == COLUMNS
     picture = read_image(out / "bench.png")
     assert picture.shape[0] > 300 and picture.shape[1] > 500
