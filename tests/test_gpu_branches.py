@@ -142,3 +142,42 @@ def test_a_gpu_made_current_gives_the_previous_one_back():
     with memory.current():
         assert runtime.device == 1
     assert runtime.device == 0
+
+
+def test_tensorrt_10_makes_fp16_from_an_fp32_file_with_its_flag(tmp_path, monkeypatch):
+    """``--from FP32.onnx --precision fp16`` on tensorrt 10.x (its module injected as far as the
+    build's precision choice reads it): the precision reaches the build settings and the FP16
+    flag; TensorRT-RTX, which builds the precision its graph holds, refuses in one line."""
+    from maskdepth.export import engine
+    from maskdepth.export.options import ExportOptions
+    from maskdepth.export.tensorrt_build import Flavour, plan_precision
+    from maskdepth.train.models.configs import default_config
+
+    class TensorRT10:
+        __version__ = "10.9.0"
+
+        class BuilderFlag:
+            FP16, TF32 = 1, 2
+
+    class TensorRTForRTX:
+        __version__ = "1.7.1"
+
+        class BuilderFlag:  # no FP16 flag: precision lives in the graph
+            TF32 = 2
+
+    a100 = GpuInfo(0, "NVIDIA A100", "8.0")
+    tensorrt, rtx = Flavour("tensorrt", TensorRT10, a100), Flavour("tensorrt_rtx", TensorRTForRTX)
+    assert plan_precision("fp32", "fp16", tensorrt, "m.onnx") == ("fp16", True)
+    assert plan_precision("fp32", None, tensorrt, "m.onnx") == ("fp32", False)
+    with pytest.raises(MaskDepthError, match="m.onnx holds an fp32 graph"):
+        plan_precision("fp32", "fp16", rtx, "m.onnx")
+    built = []
+    monkeypatch.setattr(engine, "read_onnx_info", lambda path: default_config("u2netp-md"))
+    monkeypatch.setattr(engine, "build_engine", lambda *args: built.append(args[2]))
+    monkeypatch.setattr(engine, "move", lambda *args: None)
+    monkeypatch.setattr(engine, "write_report", lambda *args, **kwargs: None)
+    options = ExportOptions(format="engine", precision="fp16", from_onnx=str(tmp_path / "m.onnx"))
+    engine.export_engine(
+        tmp_path / "m.onnx", tmp_path / "m.engine", options, tensorrt, None, {}, None
+    )
+    assert [settings.precision for settings in built] == ["fp16"]
