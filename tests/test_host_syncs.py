@@ -5,10 +5,10 @@ counts its updates in a Python int against torch's AveragedModel."""
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import torch.distributed as dist
+from test_train import NanAt
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from maskdepth.train import state as state_module
@@ -106,35 +106,12 @@ def test_the_loop_syncs_and_all_reduces_once_every_check_steps(
     assert per_step[CHECK_EVERY - 1] == (1, 1)  # counted in the step after the check
 
 
-class NanAt:
-    """A synth source whose scene ``bad`` has a NaN depth map; counts the scenes read."""
-
-    kind = "test"
-    manifest = None
-
-    def __init__(self, bad: int) -> None:
-        self.inner, self.bad, self.read = SynthSource(count=30, size=16), bad, []
-
-    def __len__(self) -> int:
-        return len(self.inner)
-
-    def background_ids(self) -> np.ndarray:
-        return self.inner.background_ids()
-
-    def __getitem__(self, index: int):
-        self.read.append(index)
-        sample = self.inner[index]
-        if index == self.bad:
-            sample.depth = np.full_like(sample.depth, np.nan)
-        return sample
-
-
 def test_a_nan_loss_stops_the_run_within_check_steps(tmp_path):
     source = SynthSource(count=30, size=16)
     train_idx, _ = split_indices(source, 0.1, 0, "scene")
     order = EpochSampler(len(train_idx), 2, 0, Dist()).order()
     bad = int(train_idx[order[2 * 2]])  # the first scene of step 3
-    nan_source = NanAt(bad)
+    nan_source = NanAt(bad, count=30)
     with pytest.raises(TrainingDiverged, match=r"loss is nan at step 3 \(epoch 1, batch 3\)"):
         train(TrainConfig(**TINY, out=str(tmp_path / "nan")), source=nan_source)
     trained = [i for i in nan_source.read if i in set(train_idx.tolist())]
@@ -154,7 +131,7 @@ def test_a_loader_that_ends_early_is_checked_before_the_epochs_checkpoint(tmp_pa
     order = EpochSampler(len(train_idx), 2, 0, Dist()).order()
     last = len(train_idx) // 2  # the epoch's last step, after the check at CHECK_EVERY
     assert last > CHECK_EVERY
-    nan_source = NanAt(int(train_idx[order[2 * (last - 1)]]))
+    nan_source = NanAt(int(train_idx[order[2 * (last - 1)]]), count=30)
     with pytest.raises(TrainingDiverged, match=rf"loss is nan at step {last}\b"):
         train(TrainConfig(**TINY, out=str(tmp_path / "nan")), source=nan_source)
     assert not (tmp_path / "nan" / "last.pt").exists()

@@ -279,13 +279,13 @@ def test_budget_split_over_stages():
 
 # --------------------------------------------------------------------------------- NaN stop
 class NanAt:
-    """A synth source whose scene ``bad`` has a NaN depth map."""
+    """A synth source whose scene ``bad`` has a NaN depth map; counts the scenes read."""
 
     kind = "test"
     manifest = None
 
-    def __init__(self, bad: int) -> None:
-        self.inner, self.bad = SynthSource(count=14, size=16), bad
+    def __init__(self, bad: int, count: int = 14) -> None:
+        self.inner, self.bad, self.read = SynthSource(count=count, size=16), bad, []
 
     def __len__(self) -> int:
         return len(self.inner)
@@ -294,6 +294,7 @@ class NanAt:
         return self.inner.background_ids()
 
     def __getitem__(self, index: int):
+        self.read.append(index)
         sample = self.inner[index]
         if index == self.bad:
             sample.depth = np.full_like(sample.depth, np.nan)
