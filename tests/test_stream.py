@@ -166,9 +166,13 @@ def test_undecodable_frames_are_skipped_and_counted(model, clip, tmp_path):
         write_image(folder / f"{i:03d}.jpg", frame)
     (folder / "004.jpg").write_bytes((folder / "004.jpg").read_bytes()[:200])  # truncated
     (folder / "007.jpg").write_bytes(b"not an image")
-    with maskdepth.stream(model, str(folder), bg=clip["bg"], out=tmp_path / "out") as results:
+    options = {"out": tmp_path / "out", "save": "bg", "bg_every": 4}
+    with maskdepth.stream(model, str(folder), bg=clip["bg"], **options) as results:
         indices = [r.index for r in results]
     assert indices == [0, 1, 2, 3, 5, 6, 8, 9, 10, 11]
+    # the background every 4 frames processed (skipped or dropped frames do not starve it)
+    pictures = sorted(p.name for p in (tmp_path / "out" / "frames" / "bg").iterdir())
+    assert pictures == ["000000.png", "000005.png", "000010.png"]
     counts = json.loads((tmp_path / "out" / "summary.json").read_text())["sources"]["frames"]
     assert (counts["frames_read"], counts["undecodable"], counts["processed"]) == (10, 2, 10)
 

@@ -91,3 +91,40 @@ def test_a_stream_that_stalls_is_reopened(model):
     cam = results.summary["sources"]["cam"]
     assert indices == list(range(30)) and cam["reconnects"] == 1
     assert time.monotonic() - started < 60
+
+
+def test_a_camera_that_never_comes_back_is_given_up_and_the_command_says_so(
+    model, tmp_path, capsys
+):
+    """The server dies mid-stream and stays down: after --reconnect 1 the source ends with its
+    reason in summary.json, and ``maskdepth stream`` prints it and exits 1."""
+    import json
+    import threading
+
+    from maskdepth.cli import main
+    from maskdepth.runtime.image import write_image
+
+    server, port = start_server(0, "--stall-after", "10")
+    write_image(tmp_path / "bg.png", np.full((48, 64, 3), 60, np.uint8))
+    events = tmp_path / "out" / "cam" / "events.jsonl"
+
+    def kill_once_frames_arrive() -> None:
+        deadline = time.monotonic() + 60
+        while not (events.exists() and events.stat().st_size) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        stop(server)
+
+    killer = threading.Thread(target=kill_once_frames_arrive, daemon=True)
+    killer.start()
+    args = ["stream", str(model), "--source", f"cam=http://127.0.0.1:{port}/cam.mjpg",
+            "--bg", str(tmp_path / "bg.png"), "--reconnect", "1", "--batch", "1",
+            "--out", str(tmp_path / "out")]  # fmt: skip
+    try:
+        assert main(args) == 1
+    finally:
+        killer.join(timeout=70)
+        if server.poll() is None:
+            stop(server)
+    cam = json.loads((tmp_path / "out" / "summary.json").read_text())["sources"]["cam"]
+    assert cam["error"] == "gave up after 1 reopen attempts" and 1 <= cam["processed"] <= 10
+    assert "error: gave up after 1 reopen attempts" in capsys.readouterr().out

@@ -94,8 +94,13 @@ def run(options: StreamOptions) -> int:
             f"{s['undecodable']} undecodable, {s['reconnects']} reconnects"
             + (f", error: {s['error']}" if s["error"] else "")
         )
+    for error in summary.get("write_errors", []):
+        print(f"write failed: {error}", file=sys.stderr)
     print(f"wrote {Path(o.out) / 'summary.json'}")
-    return 0
+    failed = summary.get("write_errors") or any(
+        s["error"] for s in summary.get("sources", {}).values()
+    )
+    return 1 if failed else 0  # a source that failed or gave up, or a file not written
 
 
 COMMAND = Command(

@@ -125,10 +125,14 @@ def decode(source: Source, mailbox: Mailbox, config: StreamConfig, stop: threadi
                 mailbox.put(source, Item(index, stamp, frame, time.perf_counter()), stop)
             elif status == "bad":
                 source.counts["undecodable"] += 1
-            elif source.reader.spec.live and reopen(source.reader, config.reconnect, stop):
+            elif not source.reader.spec.live:
+                break  # a file ended: its source closes cleanly
+            elif reopen(source.reader, config.reconnect, stop):
                 source.counts["reconnects"] += 1
                 continue
             else:
+                if not stop.is_set():  # said in the summary and by the command's exit code
+                    source.error = f"gave up after {config.reconnect} reopen attempts"
                 break
             index += 1
     except Exception as exc:  # noqa: BLE001 -- the run goes on with the other sources

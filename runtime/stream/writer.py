@@ -22,6 +22,7 @@ from maskdepth.runtime.stream.events import EventLog, event_line, write_summary
 
 _END = None
 JOIN_TIMEOUT = 120.0  # seconds to finish what is queued when the run stops
+KEPT_ERRORS = 10  # write errors kept for the summary (the count says how many failed)
 
 
 def hand_over(jobs: queue.Queue, job, worker: threading.Thread) -> None:
@@ -75,6 +76,8 @@ class Writer:
         self._queue: queue.Queue = queue.Queue(maxsize=2 * config.batch)
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
+        self._processed: dict[str, int] = {}  # per source, for --bg-every
+        self.failed = 0  # writes that failed, all of them (errors keeps the first few)
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             self._thread = threading.Thread(target=self._work, name="writer", daemon=True)
@@ -84,8 +87,9 @@ class Writer:
         if self._thread is None:
             return
         picture = None
-        if "bg" in self.extras and result.index % self.config.bg_every == 0:
-            picture = bg.image()  # a copy now: the model moves on
+        done = self._processed[result.source] = self._processed.get(result.source, -1) + 1
+        if "bg" in self.extras and done % self.config.bg_every == 0:  # processed, not read:
+            picture = bg.image()  # the first one always, whatever was dropped (a copy now)
         hand_over(self._queue, (result, fraction, picture), self._thread)
 
     def _work(self) -> None:
@@ -93,7 +97,9 @@ class Writer:
             try:
                 self._write(*job)
             except Exception as exc:  # noqa: BLE001 -- a full disk: say it at the end
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+                self.failed += 1
+                if len(self.errors) < KEPT_ERRORS:  # the first few; a full disk fails them all
+                    self.errors.append(f"{type(exc).__name__}: {exc}")
 
     def _write(self, result: StreamResult, fraction: float, bg: np.ndarray | None) -> None:
         assert self.out is not None
@@ -129,5 +135,6 @@ class Writer:
         for log in self._logs.values():
             log.close()
         if self.errors:
-            summary["write_errors"] = self.errors[:10]
+            summary["write_errors"] = self.errors[:KEPT_ERRORS]
+            summary["failed_writes"] = self.failed
         write_summary(self.out / "summary.json", summary)
