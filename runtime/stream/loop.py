@@ -210,7 +210,10 @@ class Run:
             objects = find_objects(binary, prediction.depth, self.config.min_area)
             scale_depths(objects, scale)
             events = source.tracker.step(objects)
-            source.bg.update(item.frame, binary, len(objects), item.stamp)
+            # the background's clock: a file's own time; a live source's monotonic read time
+            # (its wall-clock stamp may jump with NTP, which would blend or relearn at once)
+            clock = item.read_at if source.reader.spec.live else item.stamp
+            source.bg.update(item.frame, binary, len(objects), clock)
             result = StreamResult(
                 source.name, item.index, item.stamp, item.frame, prediction, objects, events, bg
             )
