@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.distributed as dist
+from test_train import TINY as TRAIN_TINY
 from test_train import NanAt
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
@@ -20,20 +21,8 @@ from maskdepth.train.ema import make_ema, warmup_decay
 from maskdepth.train.models import create_model
 from maskdepth.train.trainer import CHECK_EVERY, TrainingDiverged, train
 
-TINY = {
-    "data": "synth",
-    "synth_count": 30,  # 27 train scenes: 13 steps of 2, more than CHECK_EVERY
-    "sizes": [16],
-    "batch": 2,
-    "epochs": 1,
-    "threads": 1,
-    "workers": 0,
-    "samples": 2,
-    "progress": False,
-    "model": "u2netp-lite",
-    "ema_decay": 0.999,
-    "device": "cpu",
-}
+# 27 train scenes: 13 steps of 2, more than CHECK_EVERY
+TINY = TRAIN_TINY | {"synth_count": 30, "device": "cpu"}
 HOST_READS = ("item", "tolist", "__bool__", "__float__", "__int__")
 
 
