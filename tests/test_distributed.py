@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -66,21 +65,16 @@ def test_validation_shards_score_each_scene_once():
     assert sorted(sum(shards, [])) == list(range(11))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _launch(out: Path, dump: Path, *extra: str, processes: int = 1) -> subprocess.Popen:
     dump.mkdir()
     env = os.environ | {"MASKDEPTH_DUMP_STATE": str(dump), "OMP_NUM_THREADS": "1"}
     if processes == 1:
         launcher = [sys.executable, "-m", "maskdepth.train"]
     else:
-        launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node"]
-        launcher += [str(processes), "--master_addr", "127.0.0.1"]
-        launcher += ["--master_port", str(_free_port()), "-m", "maskdepth.train"]
+        # --standalone: a rendezvous on localhost at a port the OS gives (no free-port guess
+        # that another process may take before torchrun binds it)
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+        launcher += ["--nproc_per_node", str(processes), "-m", "maskdepth.train"]
     cmd = [*launcher, *ARGS, *extra, "--out", str(out)]
     return subprocess.Popen(
         cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
