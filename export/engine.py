@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from maskdepth.runtime.engine_sidecar import engine_info, target_problem
+from maskdepth.runtime.engine_sidecar import engine_info, read_sidecar, target_problem
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
 
@@ -42,7 +42,7 @@ def export_engine(
         start = time.perf_counter()
         build_engine(onnx_path, candidate, settings, info)
         seconds["build_engine"] = time.perf_counter() - start
-        elsewhere = _not_for_this_gpu(flavour, options)
+        elsewhere = None if reference is None else _not_for_this_gpu(flavour, candidate)
         if reference is None or flavour.gpu is None or elsewhere:
             move(candidate, out)
             why = elsewhere or "no CUDA GPU here"
@@ -58,12 +58,13 @@ def export_engine(
         return gate(candidate, out, runner, reference, precision, options, seconds)
 
 
-def _not_for_this_gpu(flavour: Flavour, options: ExportOptions) -> str | None:
+def _not_for_this_gpu(flavour: Flavour, plan: Path) -> str | None:
     """Why a plan built ahead of time for other GPUs (TensorRT-RTX ``--compute-capability``)
-    cannot be checked on this one; None when it can (or there is no GPU here)."""
+    cannot be checked on this one, by the target its sidecar records (what the runner checks);
+    None when it can (or there is no GPU here)."""
     if flavour.gpu is None:
         return None
-    target = flavour.target(options.compute_capabilities)
+    target = read_sidecar(plan)["target"]
     problem = target_problem(flavour.name, target, flavour.gpu.compute_capability)
     return f"the plan cannot run on this GPU ({problem})" if problem else None
 

@@ -218,7 +218,8 @@ class Run:
                 source.name, item.index, item.stamp, item.frame, prediction, objects, events, bg
             )
             self._count(source, item)
-            self.writer.put(result, float(binary.mean()), source.bg)
+            processed = source.counts["processed"]
+            self.writer.put(result, float(binary.mean()), source.bg, processed)
             yield result
 
     def _count(self, source: Source, item: Item) -> None:

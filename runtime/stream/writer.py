@@ -76,20 +76,23 @@ class Writer:
         self._queue: queue.Queue = queue.Queue(maxsize=2 * config.batch)
         self._thread: threading.Thread | None = None
         self.errors: list[str] = []
-        self._processed: dict[str, int] = {}  # per source, for --bg-every
         self.failed = 0  # writes that failed, all of them (errors keeps the first few)
         if self.out is not None:
             self.out.mkdir(parents=True, exist_ok=True)
             self._thread = threading.Thread(target=self._work, name="writer", daemon=True)
             self._thread.start()
 
-    def put(self, result: StreamResult, fraction: float, bg: BackgroundModel) -> None:
+    def put(
+        self, result: StreamResult, fraction: float, bg: BackgroundModel, processed: int
+    ) -> None:
+        """Queue one result; ``processed``: its source's frames processed so far, this one
+        included (the background's picture comes every ``bg_every`` of them, from the first,
+        whatever was skipped or dropped)."""
         if self._thread is None:
             return
         picture = None
-        done = self._processed[result.source] = self._processed.get(result.source, -1) + 1
-        if "bg" in self.extras and done % self.config.bg_every == 0:  # processed, not read:
-            picture = bg.image()  # the first one always, whatever was dropped (a copy now)
+        if "bg" in self.extras and (processed - 1) % self.config.bg_every == 0:
+            picture = bg.image()  # a copy now: the model moves on
         hand_over(self._queue, (result, fraction, picture), self._thread)
 
     def _work(self) -> None:
