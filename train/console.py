@@ -88,10 +88,12 @@ def intro_line(
 
 
 def epoch_line(row: dict, total_steps: int) -> str:
-    """One validation's line: the step, training loss, validation IoU and RMSE, speed."""
+    """One validation's line: the step, training loss, validation IoU, boundary F and RMSE,
+    speed."""
     part = "" if row["epoch_fraction"] >= 1 else f" ({row['epoch_fraction']:.0%} of it)"
     return (
         f"epoch {row['epoch']}{part} step {row['step']}/{total_steps}: "
-        f"loss {row['train_loss']:.4f}, val IoU {row['val_iou']:.4f} RMSE {row['val_rmse']:.4f}"
+        f"loss {row['train_loss']:.4f}, val IoU {row['val_iou']:.4f} "
+        f"BF {row['val_boundary_f']:.4f} RMSE {row['val_rmse']:.4f}"
         f" | {row['images_per_s']:.1f} images/s, data wait {row['data_wait']:.0%}"
     )

@@ -71,7 +71,7 @@ def format_result(result: dict) -> str:
         f"{result['split']} split: {result['count']:,} scenes at {result['size'][0]}x"
         f"{result['size'][1]}",
         f"  mask   IoU {result['iou']:.4f}  (batch-summed {result['iou_summed']:.4f})  "
-        f"Dice {result['dice']:.4f}",
+        f"Dice {result['dice']:.4f}  boundary F {result['boundary_f']:.4f} (2 px)",
         f"  depth  RMSE {result['rmse']:.4f}  (all pixels {result['rmse_pixels']:.4f})  "
         f"MAE {result['mae']:.4f}  AbsRel {result['absrel']:.4f}  "
         f"delta<1.25 {result['delta1']:.4f}",
