@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, size_text
 from .distributed import Dist
 from .plan import UNBOUNDED
 
@@ -80,11 +80,19 @@ def intro_line(
     resumed = f", resuming after step {step}" if step else ""
     amp = f", amp {str(dtype).removeprefix('torch.')}" if dtype else ""
     return (
-        f"training {config.model} at {config.size} px on {device}{amp}: "
+        f"training {config.model} at {_sizes(config)} px on {device}{amp}: "
         f"{scenes[0]} train / {scenes[1]} val scenes, "
         f"batch {config.batch}{accumulate}{world}, {steps_per_epoch} steps per epoch, "
         f"{length} -> {Path(config.out)}{resumed}"
     )
+
+
+def _sizes(config: TrainConfig) -> str:
+    """The run's sizes: ``96``, ``64,96`` or, refined, ``128x224 -> 512x896 (guided)``."""
+    sizes = ",".join(map(size_text, config.sizes))
+    if config.full_size is None:
+        return sizes
+    return f"{sizes} -> {size_text(config.full_size)} ({config.refine} refiner)"
 
 
 def epoch_line(row: dict, total_steps: int) -> str:
