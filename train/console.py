@@ -80,7 +80,7 @@ def intro_line(
     resumed = f", resuming after step {step}" if step else ""
     amp = f", amp {str(dtype).removeprefix('torch.')}" if dtype else ""
     return (
-        f"training {config.model} at {_sizes(config)} px on {device}{amp}: "
+        f"training {config.model} at {_sizes(config)} on {device}{amp}: "
         f"{scenes[0]} train / {scenes[1]} val scenes, "
         f"batch {config.batch}{accumulate}{world}, {steps_per_epoch} steps per epoch, "
         f"{length} -> {Path(config.out)}{resumed}"
@@ -88,11 +88,11 @@ def intro_line(
 
 
 def _sizes(config: TrainConfig) -> str:
-    """The run's sizes: ``96``, ``64,96`` or, refined, ``128x224 -> 512x896 (guided)``."""
-    sizes = ",".join(map(size_text, config.sizes))
+    """The run's sizes: ``96 px``, ``64,96 px`` or ``128x224 px -> 512x896 px (guided refiner)``."""
+    sizes = ",".join(map(size_text, config.sizes)) + " px"
     if config.full_size is None:
         return sizes
-    return f"{sizes} -> {size_text(config.full_size)} ({config.refine} refiner)"
+    return f"{sizes} -> {size_text(config.full_size)} px ({config.refine} refiner)"
 
 
 def epoch_line(row: dict, total_steps: int) -> str:

@@ -21,7 +21,9 @@ from .data.split import split_indices
 from .models import default_config
 
 
-def open_data(spec: str, *, size: int | tuple[int, int], binarize: bool, skip_bad: bool, synth: dict | None):
+def open_data(
+    spec: str, *, size: int | tuple[int, int], binarize: bool, skip_bad: bool, synth: dict | None
+):
     """:func:`~.data.sources.open_source` with a run's record: ``synth`` is its synth count, seed
     and per_background (None when it was trained on a dataset folder)."""
     if spec == "synth" and synth is None:  # a folder-trained checkpoint, evaluated on synth
@@ -119,7 +121,7 @@ REFINE_RANGE = 2
 
 def refine_info(kind: str, base: tuple[int, int], full: tuple[int, int]) -> RefineInfo:
     """The RefineInfo of a model refined from ``base`` to ``full`` (height, width)."""
-    top = tuple(REFINE_RANGE * side for side in full)
+    top = (REFINE_RANGE * full[0], REFINE_RANGE * full[1])
     return RefineInfo(kind=kind, base_size=base, min_size=base, max_size=top)
 
 
@@ -135,7 +137,7 @@ def training_config(
     manifest has them (else the seed's) and its depth scale, so that export never needs the
     training data again; ``refine`` only for a refined model."""
     config = default_config(name)
-    pre = replace(config.preprocessing, size=tuple(size))
+    pre = replace(config.preprocessing, size=(int(size[0]), int(size[1])))
     normalisation = manifest_normalisation(source.manifest)
     if normalisation is not None:
         pre = replace(pre, mean=normalisation[0], std=normalisation[1])

@@ -26,6 +26,7 @@ from .distributed import Dist
 from .ema import make_ema
 from .losses import LossConfig
 from .models import create_model
+from .models.refiner import RefinedModel
 from .models.u2net import U2NetMD
 from .plan import UNBOUNDED, OneCycle, Plan
 
@@ -122,14 +123,15 @@ def build_model(config: TrainConfig, job: Dist, device: torch.device) -> nn.Modu
     channels_last, with SyncBatchNorm under ``--sync-bn``; with ``--full-size`` the refined
     model, whose base runs at ``--size``."""
     model = create_model(config.model, refine=config.refine)
-    if config.refine is not None:
+    if isinstance(model, RefinedModel):
         model.base_size = size_pair(config.size)
     if config.init:
         init_weights(model, config.init, config.model)
     elif config.prior != "none":
-        if not isinstance(getattr(model, "base", model), U2NetMD):
+        network = model.base if isinstance(model, RefinedModel) else model
+        if not isinstance(network, U2NetMD):
             raise MaskDepthError(f"--prior {config.prior}: not for {config.model}")
-        model.init_prior(config.prior)
+        network.init_prior(config.prior)
     if config.sync_bn and job.active:
         if device.type != "cuda":
             raise MaskDepthError("--sync-bn needs CUDA (SyncBatchNorm does not run on CPU)")
@@ -160,7 +162,10 @@ class TrainState:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.loss_config = LossConfig(
-            mask=config.loss_mask, depth=config.loss_depth, side_weight=config.side_weight
+            mask=config.loss_mask,
+            depth=config.loss_depth,
+            side_weight=config.side_weight,
+            main_outputs=1 if config.refine is None else 2,  # refined, and the base upsampled
         )
         self.max_epochs = config.epoch_limit()
         self.max_steps = config.step_limit(steps_per_epoch) or UNBOUNDED
