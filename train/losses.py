@@ -186,7 +186,11 @@ def _term(name: str, logits, prob, target, config: LossConfig) -> torch.Tensor:
     return dice_loss(prob, target)  # "dice"; names were checked by parse_terms
 
 
-def _task_outputs(outputs: Mapping, task: str, target: torch.Tensor) -> Sequence[torch.Tensor]:
+def _task_outputs(
+    outputs: Mapping, task: str, target: torch.Tensor, config: LossConfig
+) -> Sequence[torch.Tensor]:
+    """The task's maps, checked: each the target's shape, except that a refined model's side
+    maps (``main_outputs`` > 1) may be smaller (they are at the base size)."""
     if task not in outputs:
         raise MaskDepthError(f"model outputs have no {task!r} entry (keys: {sorted(outputs)})")
     maps = outputs[task]
@@ -194,8 +198,10 @@ def _task_outputs(outputs: Mapping, task: str, target: torch.Tensor) -> Sequence
     if not maps:
         raise MaskDepthError(f"model outputs[{task!r}] is empty")
     for index, logits in enumerate(maps):
+        side = config.main_outputs > 1 and index >= config.main_outputs
         smaller = all(a <= b for a, b in zip(logits.shape[-2:], target.shape[-2:]))
-        if logits.shape[:-2] != target.shape[:-2] or logits.dim() != target.dim() or not smaller:
+        fits = logits.shape[:-2] == target.shape[:-2] and logits.dim() == target.dim() and smaller
+        if logits.shape != target.shape and not (side and fits):
             raise MaskDepthError(
                 f"outputs[{task!r}][{index}] has shape {tuple(logits.shape)}, "
                 f"the {task} target {tuple(target.shape)}"
@@ -254,7 +260,8 @@ def compute_loss(
     """Total loss and its named parts from the model's training outputs.
 
     ``outputs`` is ``{"mask": [fused, side1, ...], "depth": [...]}`` of (B, 1, H, W) logits
-    (an output smaller than the targets is scored against them area-averaged to its size);
+    (a refined model's side maps, smaller than the targets, are scored against them
+    area-averaged to their size);
     ``mask`` and ``depth`` are (B, 1, H, W) targets in [0, 1]. Returns the float32 total (with
     gradient) and detached parts: ``mask``, ``depth`` (each task's loss before its task weight)
     and ``mask/bce``, ``depth/l1``, ... (each term summed over outputs, before its term weight).
@@ -265,7 +272,7 @@ def compute_loss(
         parts: dict[str, torch.Tensor] = {}
         task_totals: dict[str, torch.Tensor] = {}
         for task, target in (("mask", mask), ("depth", depth)):
-            maps = _task_outputs(outputs, task, target)
+            maps = _task_outputs(outputs, task, target, config)
             task_total, per_term = _task_loss(maps, target, config.terms(task), config)
             task_totals[task] = task_total
             parts[task] = task_total.detach()
