@@ -137,3 +137,13 @@ def test_non_square_sizes_train_and_are_checked(tmp_path, capsys):
 def test_refine_option_checks(options, message, tmp_path):
     with pytest.raises(MaskDepthError, match=message):
         TrainConfig(**TINY | options, out=str(tmp_path))
+
+
+def test_data_synth_renders_non_square(tmp_path):
+    from maskdepth.runtime.image import read_image
+
+    out = tmp_path / "wide"
+    assert main(["data", "synth", "--out", str(out), "--count", "2", "--size", "32x48",
+                 "--per-background", "2", "--workers", "1"]) == 0  # fmt: skip
+    images = sorted(out.rglob("*.png"))
+    assert images and {read_image(p).shape[:2] for p in images} == {(32, 48)}

@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
-from maskdepth.options import add_options, device_option, option, options_from
+from maskdepth.options import add_options, device_option, option, options_from, parse_size
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.runners.cuda import EXPECTED_DEVICE, parse_device
 
@@ -56,18 +56,7 @@ DEFAULT_SIZE = 96
 DEFAULT_EPOCHS = 10  # without a time budget; with one, --epochs is only an upper bound
 
 
-Size = int | tuple[int, int]  # one side (square) or (height, width)
-
-
-def parse_size(text: str) -> Size:
-    """``"96"`` -> 96, ``"128x224"`` -> (128, 224) (height x width; a square pair is its side)."""
-    try:
-        parts = tuple(int(part) for part in text.lower().split("x"))
-    except ValueError:
-        parts = ()
-    if len(parts) not in (1, 2):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected pixels, e.g. 96 or 128x224 (HxW)")
-    return _normal(parts[0] if len(parts) == 1 else parts)
+Size = int | tuple[int, int]  # one side (square) or (height, width); see parse_size
 
 
 def _sizes(text: str) -> tuple[Size, ...]:
