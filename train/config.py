@@ -64,7 +64,7 @@ def _sizes(text: str) -> tuple[Size, ...]:
         return tuple(parse_size(part) for part in text.split(","))
     except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(
-            f"{text!r}: expected pixels, e.g. 96, 64,96 or 128x224 (HxW)"
+            f"{text!r}: expected pixels, e.g. 96 or 64,96 (HxW too: 128x224)"
         ) from None
 
 

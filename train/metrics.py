@@ -87,10 +87,13 @@ def batch_sums(
     logits: bool = False,
     threshold: float = MASK_THRESHOLD,
     eps: float = DEPTH_EPS,
+    boundary: bool = True,
 ) -> torch.Tensor:
     """The sums vector of one batch, on the batch's device (no host synchronisation).
 
     With ``logits`` the two predictions are network logits and go through a sigmoid first.
+    ``boundary=False`` leaves the boundary F-score's sum at 0 (the training loop's running
+    metrics, which report IoU and RMSE only, skip its morphology on every step).
     """
     image_shape = (len(mask_pred), 1, *mask_pred.shape[-2:])
     mask_pred, mask_true = _flatten(mask_pred, mask_true, "mask")
@@ -130,7 +133,9 @@ def batch_sums(
         "depth_images": has_valid.sum(dtype=_F64),
         "absrel": relative_mean.sum(),
         "delta1": close_mean.sum(),
-        "boundary_f": boundary_scores(pred_on.view(image_shape), true_on.view(image_shape)).sum(),
+        "boundary_f": boundary_scores(pred_on.view(image_shape), true_on.view(image_shape)).sum()
+        if boundary
+        else inter.new_zeros(()),
     }
     return torch.stack([sums[name] for name in SUM_FIELDS])
 
@@ -182,6 +187,7 @@ class TorchMetricAccumulator:
         depth_true: torch.Tensor,
         *,
         logits: bool = False,
+        boundary: bool = True,
     ) -> None:
         """Add one batch (see :func:`batch_sums`)."""
         sums = batch_sums(
@@ -192,6 +198,7 @@ class TorchMetricAccumulator:
             logits=logits,
             threshold=self.threshold,
             eps=self.eps,
+            boundary=boundary,
         )
         if self.sums is None:
             self.sums = self._zeros(sums.device)
