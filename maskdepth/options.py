@@ -95,6 +95,18 @@ def positive(text: str) -> int:
     return value
 
 
+def parse_size(text: str) -> int | tuple[int, int]:
+    """An image size: ``"96"`` -> 96, ``"128x224"`` -> (128, 224) (height x width; a square
+    pair is its side)."""
+    try:
+        parts = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        parts = ()
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected pixels, e.g. 96 or 128x224 (HxW)")
+    return parts[0] if len(parts) == 1 or parts[0] == parts[1] else (parts[0], parts[1])
+
+
 def _specs(cls: type) -> list[tuple[dataclasses.Field, _Spec]]:
     fields = dataclasses.fields(cls)
     return [(f, f.metadata[_KEY]) for f in fields if _KEY in f.metadata]

@@ -8,6 +8,11 @@ Conventions, shared with the torch twin ``maskdepth.train.metrics`` (a test hold
 - Masks are binarised with ``value > threshold`` (0.5, as the seed) on prediction and target.
 - An image whose binarised prediction and target are both empty scores IoU 1 and Dice 1: there
   was nothing to find and nothing was found.
+- ``boundary_f`` (the DAVIS / BackgroundMattingV2 boundary F-score): a binarised mask's boundary
+  is its pixels with a 4-neighbour outside it (the image's border is not an edge); a boundary
+  pixel of the prediction is correct when a true boundary pixel lies within ``BOUNDARY_TOLERANCE``
+  pixels (a disk, at the resolution scored), and the other way round for recall; F is their
+  harmonic mean. Both boundaries empty scores 1, one of them empty 0.
 - AbsRel and delta1 divide by the true depth, and depth 0 (nearest) is a real value, so they use
   only pixels whose true depth is above ``DEPTH_EPS``. An image without such a pixel is NaN in the
   per-image functions and left out of the accumulator's AbsRel and delta1 means.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from .errors import MaskDepthError
@@ -26,6 +32,7 @@ MASK_THRESHOLD = 0.5
 # zeros; with 16-bit depth, values under ~65/65535 are left out too (their ratios explode).
 DEPTH_EPS = 1e-3
 DELTA = 1.25
+BOUNDARY_TOLERANCE = 2  # pixels, at the resolution scored
 
 # The accumulator's state: one float64 vector of sums in this order, so that accumulators merge
 # by addition and distributed evaluation can all-reduce one tensor.
@@ -42,6 +49,7 @@ SUM_FIELDS = (
     "depth_images",  # images with at least one pixel of true depth > eps
     "absrel",  # sum of per-image AbsRel over those images
     "delta1",  # sum of per-image delta1 over those images
+    "boundary_f",  # sum of per-image boundary F-scores of the binarised masks
 )
 _INDEX = {name: i for i, name in enumerate(SUM_FIELDS)}
 
@@ -101,6 +109,64 @@ def _relative(pred: np.ndarray, target: np.ndarray, eps: float) -> tuple[np.ndar
 
 def _per_image(values: np.ndarray, single: bool):
     return float(values[0]) if single else values
+
+
+def disk(radius: int) -> np.ndarray:
+    """The (2r+1, 2r+1) uint8 disk x^2 + y^2 <= r^2: the boundary F-score's tolerance."""
+    y, x = np.ogrid[-radius : radius + 1, -radius : radius + 1]
+    return (x * x + y * y <= radius * radius).astype(np.uint8)
+
+
+_CROSS = cv2.getStructuringElement(cv2.MORPH_CROSS, (3, 3))
+
+
+def boundary_map(mask_on: np.ndarray) -> np.ndarray:
+    """The boundary of a binary (H, W) mask: its pixels with a 4-neighbour outside it."""
+    on = mask_on.astype(np.uint8)
+    return (on > 0) & (cv2.erode(on, _CROSS, borderType=cv2.BORDER_REPLICATE) == 0)
+
+
+def _matched(boundary: np.ndarray, other: np.ndarray, kernel: np.ndarray) -> int:
+    """Pixels of ``boundary`` within the kernel's reach of a pixel of ``other``."""
+    near = cv2.dilate(other.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=0)
+    return int(np.count_nonzero(boundary & (near > 0)))
+
+
+def _boundary_scores(pred_on: np.ndarray, true_on: np.ndarray, tolerance: int) -> np.ndarray:
+    """Per-image boundary F-scores (float64) of binary (N, H, W) masks."""
+    kernel = disk(tolerance)
+    scores = np.empty(len(pred_on), dtype=np.float64)
+    for i, (pred, true) in enumerate(zip(pred_on, true_on)):
+        edge_pred, edge_true = boundary_map(pred), boundary_map(true)
+        n_pred, n_true = np.count_nonzero(edge_pred), np.count_nonzero(edge_true)
+        if n_pred == 0 or n_true == 0:
+            scores[i] = 1.0 if n_pred == n_true else 0.0
+            continue
+        precision = _matched(edge_pred, edge_true, kernel) / n_pred
+        recall = _matched(edge_true, edge_pred, kernel) / n_true
+        total = precision + recall
+        scores[i] = 2 * precision * recall / total if total > 0 else 0.0
+    return scores
+
+
+def _images(array: np.ndarray, images: int) -> np.ndarray:
+    """A checked (H, W), (N, H, W) or (N, 1, H, W) array as (N, H, W)."""
+    return array.reshape(images, *array.shape[-2:])
+
+
+def boundary_f(
+    pred, target, threshold: float = MASK_THRESHOLD, tolerance: int = BOUNDARY_TOLERANCE
+):
+    """Per-image boundary F-score of the masks binarised at ``threshold`` (a float for one image).
+
+    A boundary pixel counts as found when the other mask's boundary passes within ``tolerance``
+    pixels (a disk); both boundaries empty scores 1.0, exactly one empty 0.0.
+    """
+    flat_pred, _, single = _flatten(pred, target, "boundary_f")
+    images = len(flat_pred)
+    pred_on = _images(np.asarray(pred) > threshold, images)
+    true_on = _images(np.asarray(target) > threshold, images)
+    return _per_image(_boundary_scores(pred_on, true_on, tolerance), single)
 
 
 def iou(pred, target, threshold: float = MASK_THRESHOLD):
@@ -172,6 +238,7 @@ def batch_sums(
     eps: float = DEPTH_EPS,
 ) -> np.ndarray:
     """The accumulator's sums (float64, in ``SUM_FIELDS`` order) for one batch."""
+    edges = boundary_f(mask_pred, mask_true, threshold)
     mask_pred, mask_true, _ = _flatten(mask_pred, mask_true, "mask")
     depth_pred, depth_true, _ = _flatten(depth_pred, depth_true, "depth")
     if len(mask_pred) != len(depth_pred):
@@ -196,6 +263,7 @@ def batch_sums(
         "depth_images": np.count_nonzero(has_valid),
         "absrel": rel[has_valid].sum(),
         "delta1": close[has_valid].sum(),
+        "boundary_f": np.sum(edges),
     }
     return np.array([sums[name] for name in SUM_FIELDS], dtype=np.float64)
 
@@ -206,6 +274,7 @@ def summarise(sums: np.ndarray) -> dict:
     ``iou``, ``dice``, ``rmse``, ``mae``, ``absrel``, ``delta1``: means over images of the
     per-image values. ``iou_summed``: the seed's batch-summed IoU over everything seen.
     ``rmse_pixels``: sqrt of the mean squared error over all pixels (the seed's ``sqrt(MSE)``).
+    ``boundary_f``: mean over images of the mask's boundary F-score (see :func:`boundary_f`).
     """
     s = {name: float(sums[i]) for i, name in enumerate(SUM_FIELDS)}
 
@@ -223,6 +292,7 @@ def summarise(sums: np.ndarray) -> dict:
         "mae": mean(s["mae"], count),
         "absrel": mean(s["absrel"], s["depth_images"]),
         "delta1": mean(s["delta1"], s["depth_images"]),
+        "boundary_f": mean(s["boundary_f"], count),
         "count": int(count),
     }
 
@@ -232,7 +302,8 @@ class MetricAccumulator:
 
     ``compute()`` returns ``iou`` (mean over images), ``iou_summed`` (the seed's form),
     ``dice``, ``rmse`` (mean over images of per-image RMSE), ``rmse_pixels`` (sqrt of the mean
-    squared error over all pixels), ``mae``, ``absrel``, ``delta1`` and ``count`` (images).
+    squared error over all pixels), ``mae``, ``absrel``, ``delta1``, ``boundary_f`` and
+    ``count`` (images).
     Accumulators merge by adding their sums, so shards can be evaluated apart.
     """
 

@@ -8,7 +8,7 @@ import pytest
 from maskdepth.cli import main
 from maskdepth.train.evaluate import evaluate
 
-KEYS = {"iou", "dice", "rmse", "mae", "absrel", "delta1", "count"}
+KEYS = {"iou", "dice", "rmse", "mae", "absrel", "delta1", "boundary_f", "count"}
 
 
 @pytest.fixture(scope="module")
@@ -23,6 +23,7 @@ def test_eval_reproduces_the_runs_own_validation(run):
         last = list(csv.DictReader(handle))[-1]
     assert result["iou"] == pytest.approx(float(last["val_iou"]), abs=1e-6)
     assert result["rmse"] == pytest.approx(float(last["val_rmse"]), abs=1e-6)
+    assert result["boundary_f"] == pytest.approx(float(last["val_boundary_f"]), abs=1e-6)
 
 
 def test_eval_cli_all_split_and_json(run, tmp_path, capsys):
@@ -31,9 +32,10 @@ def test_eval_cli_all_split_and_json(run, tmp_path, capsys):
     assert main(["eval", *args]) == 0
     printed = capsys.readouterr().out
     assert "IoU" in printed and "RMSE" in printed and "40 scenes" in printed
+    assert f"boundary F {json.loads(path.read_text())['boundary_f']:.4f}" in printed
     scores = json.loads(path.read_text())
     assert set(scores) >= KEYS and scores["count"] == 40 and scores["split"] == "all"
-    assert 0 <= scores["iou"] <= 1 and 0 <= scores["rmse"] <= 1
+    assert 0 <= scores["iou"] <= 1 and 0 <= scores["rmse"] <= 1 and 0 <= scores["boundary_f"] <= 1
 
 
 def test_eval_on_other_data(run, tmp_path, capsys):

@@ -228,3 +228,24 @@ def test_outputs_are_checked_against_the_targets():
     single = {"mask": torch.zeros(SHAPE), "depth": torch.zeros(SHAPE)}
     total, _ = compute_loss(single, mask, depth)
     assert float(total) == pytest.approx(2 * math.log(2), rel=1e-6)
+
+
+def test_smaller_outputs_are_scored_against_the_target_area_averaged_to_them():
+    """A refined model's side maps are at the base size: the target shrinks to them."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[0, 0, 0, 0] = 1  # a quarter of the top-left 2x2 block: 0.25 there at 2x2
+    small = torch.zeros(1, 1, 2, 2)  # probability 0.5 everywhere
+    full = (0.5 + 15 * 0.5) / 16  # |0.5 - t| on the 4x4 target
+    shrunk = (0.25 + 3 * 0.5) / 4  # on the target area-averaged to 2x2 (nearest would be 0.5)
+    # main_outputs: the first two maps (refined, upsampled base) count with weight 1
+    two = LossConfig(mask="bce", depth="l1", side_weight=0.5, main_outputs=2)
+    _, parts = compute_loss({"mask": [target * 0], "depth": [target * 0, target * 0, small]},
+                            target, target, two)  # fmt: skip
+    assert float(parts["depth/l1"]) == pytest.approx(2 * full + 0.5 * shrunk)
+    assert "main_outputs" not in LossConfig().to_dict() and two.to_dict()["main_outputs"] == 2
+    assert LossConfig.from_dict(two.to_dict()) == two
+    for maps in ([torch.zeros(1, 1, 8, 8)], [target, small]):  # larger; smaller, not refined
+        with pytest.raises(MaskDepthError, match="has shape"):
+            compute_loss({"mask": [target], "depth": maps}, target, target)
+    with pytest.raises(MaskDepthError, match="has shape"):  # the main maps: the target's size
+        compute_loss({"mask": [target], "depth": [small, small, small]}, target, target, two)

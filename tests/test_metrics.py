@@ -20,6 +20,7 @@ EXPECTED_KEYS = {
     "mae",
     "absrel",
     "delta1",
+    "boundary_f",
     "count",
 }
 
@@ -112,6 +113,77 @@ def test_accumulator_keys_and_hand_made_values():
     # image 0 has depth 0 everywhere, so AbsRel and delta1 come from image 1 alone
     assert result["absrel"] == 0.0
     assert result["delta1"] == 1.0
+
+
+def square(shift: int = 0, size: int = 40) -> np.ndarray:
+    """A 20x20 square at rows 10..29, columns 10+shift..29+shift, on a size x size image."""
+    mask = np.zeros((size, size), np.float32)
+    mask[10:30, 10 + shift : 30 + shift] = 1
+    return mask
+
+
+def test_boundary_f_of_shifted_squares():
+    truth = square()
+    assert M.boundary_f(truth, truth) == 1.0
+    # shifted by 1 px every boundary pixel is within 1 px of the other boundary
+    assert M.boundary_f(square(1), truth) == 1.0
+    assert M.boundary_f(square(2), truth) == 1.0
+    # by 4 px: of the 76 boundary pixels, 18 of each 20-pixel top and bottom row lie within 2 px
+    # of the other square's rows (columns 14..31 of 14..33), and 2 + 2 of the 18 inner pixels of
+    # the near side column (rows 11, 12, 27, 28 reach the other top and bottom rows); the far
+    # column is 4 px from anything. Precision = recall = 40/76, so F = 40/76.
+    assert M.boundary_f(square(4), truth) == pytest.approx(40 / 76)
+    assert M.boundary_f(truth, square(4)) == pytest.approx(40 / 76)
+    # a tolerance of 4 px forgives the shift entirely; 0 px keeps only the overlapping rows
+    assert M.boundary_f(square(4), truth, tolerance=4) == 1.0
+    assert M.boundary_f(square(4), truth, tolerance=0) == pytest.approx(32 / 76)
+
+
+def test_boundary_f_empty_cases_the_border_and_shapes():
+    empty, truth = np.zeros((40, 40), np.float32), square()
+    assert M.boundary_f(empty, empty) == 1.0
+    assert M.boundary_f(empty, truth) == 0.0
+    assert M.boundary_f(truth, empty) == 0.0
+    full = np.ones((40, 40), np.float32)
+    assert M.boundary_f(full, full) == 1.0  # the image's border is not an edge
+
+    # a half-plane: its only boundary is the column at x = 19, matched by x = 21, not x = 22
+    def half(width: int) -> np.ndarray:
+        mask = np.zeros((40, 40), np.float32)
+        mask[:, :width] = 1
+        return mask
+
+    assert M.boundary_f(half(22), half(20)) == 1.0
+    assert M.boundary_f(half(23), half(20)) == 0.0
+    batch = np.stack([truth, square(4)])[:, None]
+    np.testing.assert_allclose(M.boundary_f(batch, np.stack([truth, truth])[:, None]), [1, 40 / 76])
+
+
+def test_boundary_f_numpy_and_torch_agree_on_random_masks():
+    torch = pytest.importorskip("torch")
+    from maskdepth.train.metrics import boundary_scores
+
+    rng = np.random.default_rng(7)
+    smooth = [cv2_blur(rng.random((6, 1, 37, 53)).astype(np.float32)) for _ in range(3)]
+    noisy = random_batch(rng, 6)[:2]  # noise: many short boundaries
+    scores = []
+    for pred, true in [(smooth[0], smooth[1]), (smooth[1], smooth[2]), noisy]:
+        for tolerance in (0, 1, 2, 3):
+            expected = M.boundary_f(pred, true, tolerance=tolerance)
+            on = [torch.from_numpy(x > 0.5) for x in (pred, true)]
+            got = boundary_scores(*on, tolerance).numpy()
+            np.testing.assert_allclose(got, expected, rtol=1e-12)
+            scores.extend(expected)
+    assert sum(0.05 < s < 0.95 for s in scores) > len(scores) // 2  # mostly neither 0 nor 1
+
+
+def cv2_blur(noise: np.ndarray) -> np.ndarray:
+    """Noise smoothed into blobs (per image), rescaled to [0, 1]."""
+    import cv2
+
+    out = np.stack([cv2.GaussianBlur(image[0], (0, 0), 3)[None] for image in noise])
+    low, high = out.min(), out.max()
+    return ((out - low) / (high - low)).astype(np.float32)
 
 
 def random_batch(rng, n, size=12):

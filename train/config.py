@@ -11,7 +11,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
-from maskdepth.options import add_options, device_option, option, options_from
+from maskdepth.options import add_options, device_option, option, options_from, parse_size
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.runners.cuda import EXPECTED_DEVICE, parse_device
 
@@ -44,18 +44,52 @@ TRAJECTORY = (
     "warmup",
     "prior",
     "val_every",
+    "full_size",
+    "refine",
+    "freeze",
 )
 AUGMENTS = ("none", "geometry", "basic", "camera")  # see maskdepth.train.data.augment.preset
 PRIORS = ("none", "difference")  # see maskdepth.train.models.u2net.U2NetMD.init_prior
+FREEZES = ("none", "base", "refiner")  # a refined model's part that does not learn
+DEFAULT_REFINE = "guided"  # with --full-size (measured against "conv": README, Refinement)
 DEFAULT_SIZE = 96
 DEFAULT_EPOCHS = 10  # without a time budget; with one, --epochs is only an upper bound
 
 
-def _sizes(text: str) -> tuple[int, ...]:
+Size = int | tuple[int, int]  # one side (square) or (height, width); see parse_size
+
+
+def _sizes(text: str) -> tuple[Size, ...]:
     try:
-        return tuple(int(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected pixels, e.g. 96 or 64,96") from None
+        return tuple(parse_size(part) for part in text.split(","))
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected pixels, e.g. 96 or 64,96 (HxW too: 128x224)"
+        ) from None
+
+
+def _normal(size: object) -> Size:
+    """A checked size as stored: an int, or an (h, w) tuple when not square."""
+    if isinstance(size, int) and not isinstance(size, bool):
+        return size
+    if (
+        isinstance(size, (list, tuple))
+        and len(size) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
+        height, width = size
+        return height if height == width else (height, width)
+    raise MaskDepthError(f"--size {size!r}: expected a side or (height, width), e.g. 128x224")
+
+
+def size_pair(size: Size) -> tuple[int, int]:
+    """(height, width) of a size."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def size_text(size: Size) -> str:
+    """A size as it is typed: ``96`` or ``128x224``."""
+    return str(size) if isinstance(size, int) else f"{size[0]}x{size[1]}"
 
 
 @dataclass
@@ -68,14 +102,27 @@ class TrainConfig:
         "synth", required=True, help="dataset folder in the seed's layout, or 'synth'"
     )
     model: str = option("u2netp-md", help="model name (default %(default)s)")
-    sizes: Sequence[int] = option(  # progressive sizes, one stage each (train.stages)
+    sizes: Sequence[Size] = option(  # progressive sizes, one stage each (train.stages)
         (DEFAULT_SIZE,),
         "--size",
         "--sizes",
         type=_sizes,
         metavar="PX[,PX...]",
-        help=f"square input side in pixels (default {DEFAULT_SIZE}); several, e.g. 64,96,224: "
-        "progressive stages, each from the last one's weights",
+        help=f"input side in pixels, or HxW (default {DEFAULT_SIZE}); several, e.g. 64,96,224: "
+        "progressive stages, each from the last one's weights; with --full-size: the base size",
+    )
+    full_size: Size | None = option(  # a refined model: data and loss at this size
+        None,
+        type=parse_size,
+        metavar="PX|HxW",
+        help="train a refined model: data and loss at this full resolution, the network at "
+        "--size inside it, a learned refiner up to the full size",
+    )
+    refine: str | None = option(  # None: DEFAULT_REFINE with --full-size
+        None, help=f"the refiner with --full-size (default {DEFAULT_REFINE}; or conv)"
+    )
+    freeze: str = option(
+        "none", choices=FREEZES, help="a refined model's part that does not learn (with --init)"
     )
     epochs: int | None = option(  # None: DEFAULT_EPOCHS, or as many as fit in --max-minutes
         None,
@@ -189,6 +236,7 @@ class TrainConfig:
         self.data, self.out = str(self.data), str(self.out)
         self.init = None if self.init is None else str(self.init)
         self._check_sizes()
+        self._check_refine()
         self._check_counts()
         default_config(self.model)  # an unknown model fails here, before any work
         self._check_numbers()
@@ -197,21 +245,45 @@ class TrainConfig:
             raise MaskDepthError("--init and --resume together: --resume already has weights")
 
     @property
-    def size(self) -> int:
-        """The square side the network sees in the run's last stage: the size it exports."""
+    def size(self) -> Size:
+        """The size the network sees in the run's last stage (a side, or (h, w)): the size it
+        exports; a refined model's base size."""
         return self.sizes[-1]
+
+    @property
+    def data_size(self) -> tuple[int, int]:
+        """(height, width) of the data, the loss and the metrics: --full-size when refined."""
+        return size_pair(self.full_size if self.full_size is not None else self.size)
 
     def _check_sizes(self) -> None:
         sizes = self.sizes
-        if (
-            not isinstance(sizes, (list, tuple))
-            or not sizes
-            or not all(isinstance(v, int) and not isinstance(v, bool) for v in sizes)
-        ):
+        if not isinstance(sizes, (list, tuple)) or not sizes:
             raise MaskDepthError(f"--size {sizes!r}: expected a list of sides, e.g. [64, 96]")
-        self.sizes = tuple(sizes)
-        if min(sizes) < 16:
-            raise MaskDepthError(f"--size {min(sizes)}: expected at least 16 pixels")
+        self.sizes = tuple(_normal(v) for v in sizes)
+        smallest = min(min(size_pair(v)) for v in self.sizes)
+        if smallest < 16:
+            raise MaskDepthError(f"--size {smallest}: expected at least 16 pixels")
+
+    def _check_refine(self) -> None:
+        if self.full_size is None:
+            if self.refine is not None or self.freeze != "none":
+                flag = "--refine" if self.refine is not None else "--freeze"
+                raise MaskDepthError(f"{flag} needs --full-size (a refined model)")
+            return
+        self.full_size = _normal(self.full_size)
+        self.refine = self.refine or DEFAULT_REFINE
+        if len(self.sizes) > 1:
+            raise MaskDepthError(
+                f"--size {','.join(map(size_text, self.sizes))} with --full-size: progressive "
+                "sizes do not take a refiner; train the base progressively, then pass its "
+                "best.pt to --init with one --size"
+            )
+        base, full = size_pair(self.size), size_pair(self.full_size)
+        if full[0] < base[0] or full[1] < base[1]:
+            raise MaskDepthError(
+                f"--full-size {size_text(self.full_size)}: expected at least --size "
+                f"{size_text(self.size)} each way"
+            )
 
     def _check_counts(self) -> None:
         positive = {"epochs": self.epochs or 1, "batch": self.batch,
@@ -241,7 +313,9 @@ class TrainConfig:
             raise MaskDepthError(f"--max-minutes {self.max_minutes}: expected > 0")
 
     def _check_names(self) -> None:
-        for name, valid in (("augment", AUGMENTS), ("prior", PRIORS), ("split_by", SPLIT_BY)):
+        checked = (("augment", AUGMENTS), ("prior", PRIORS), ("split_by", SPLIT_BY),
+                   ("freeze", FREEZES))  # fmt: skip
+        for name, valid in checked:
             value = getattr(self, name)
             if value not in valid:
                 flag = name.replace("_", "-")

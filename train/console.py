@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .config import TrainConfig
+from .config import TrainConfig, size_text
 from .distributed import Dist
 from .plan import UNBOUNDED
 
@@ -80,18 +80,28 @@ def intro_line(
     resumed = f", resuming after step {step}" if step else ""
     amp = f", amp {str(dtype).removeprefix('torch.')}" if dtype else ""
     return (
-        f"training {config.model} at {config.size} px on {device}{amp}: "
+        f"training {config.model} at {_sizes(config)} on {device}{amp}: "
         f"{scenes[0]} train / {scenes[1]} val scenes, "
         f"batch {config.batch}{accumulate}{world}, {steps_per_epoch} steps per epoch, "
         f"{length} -> {Path(config.out)}{resumed}"
     )
 
 
+def _sizes(config: TrainConfig) -> str:
+    """The run's sizes: ``96 px``, ``64,96 px`` or ``128x224 px -> 512x896 px (guided refiner)``."""
+    sizes = ",".join(map(size_text, config.sizes)) + " px"
+    if config.full_size is None:
+        return sizes
+    return f"{sizes} -> {size_text(config.full_size)} px ({config.refine} refiner)"
+
+
 def epoch_line(row: dict, total_steps: int) -> str:
-    """One validation's line: the step, training loss, validation IoU and RMSE, speed."""
+    """One validation's line: the step, training loss, validation IoU, boundary F and RMSE,
+    speed."""
     part = "" if row["epoch_fraction"] >= 1 else f" ({row['epoch_fraction']:.0%} of it)"
     return (
         f"epoch {row['epoch']}{part} step {row['step']}/{total_steps}: "
-        f"loss {row['train_loss']:.4f}, val IoU {row['val_iou']:.4f} RMSE {row['val_rmse']:.4f}"
+        f"loss {row['train_loss']:.4f}, val IoU {row['val_iou']:.4f} "
+        f"BF {row['val_boundary_f']:.4f} RMSE {row['val_rmse']:.4f}"
         f" | {row['images_per_s']:.1f} images/s, data wait {row['data_wait']:.0%}"
     )

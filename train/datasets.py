@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
-from maskdepth.runtime.model_info import ModelInfo
+from maskdepth.runtime.model_info import ModelInfo, RefineInfo
 
 from .checkpoint import checkpoint_config
 from .config import TrainConfig
@@ -21,7 +21,9 @@ from .data.split import split_indices
 from .models import default_config
 
 
-def open_data(spec: str, *, size: int, binarize: bool, skip_bad: bool, synth: dict | None):
+def open_data(
+    spec: str, *, size: int | tuple[int, int], binarize: bool, skip_bad: bool, synth: dict | None
+):
     """:func:`~.data.sources.open_source` with a run's record: ``synth`` is its synth count, seed
     and per_background (None when it was trained on a dataset folder)."""
     if spec == "synth" and synth is None:  # a folder-trained checkpoint, evaluated on synth
@@ -78,9 +80,11 @@ def data_from_checkpoint(
     ckpt: dict, spec: str | None = None, skip_bad: bool = False
 ) -> tuple[Source, np.ndarray, np.ndarray]:
     """The source a checkpoint was trained on (or ``spec`` instead), at its training size, with
-    its (train, val) split: what ``maskdepth eval --split val`` scores."""
+    its (train, val) split: what ``maskdepth eval --split val`` scores (a refined model's
+    training size is its full resolution)."""
     record = ckpt["data"]
-    size = int(checkpoint_config(ckpt).size[0])
+    height, width = (int(v) for v in checkpoint_config(ckpt).preprocessing.size)
+    size = height if height == width else (height, width)
     source = open_data(
         spec or record["spec"],
         size=size,
@@ -110,14 +114,33 @@ def manifest_depth_scale(manifest: dict | None) -> float | None:
     return float(scale) if scale else None
 
 
-def training_config(name: str, size: int, source: Source, manifest_hash: str | None) -> ModelInfo:
+# A refined model's full-resolution input range: from its base size up to this many times the
+# full training size each way (the exported graph's and the TensorRT profile's min and max).
+REFINE_RANGE = 2
+
+
+def refine_info(kind: str, base: tuple[int, int], full: tuple[int, int]) -> RefineInfo:
+    """The RefineInfo of a model refined from ``base`` to ``full`` (height, width)."""
+    top = (REFINE_RANGE * full[0], REFINE_RANGE * full[1])
+    return RefineInfo(kind=kind, base_size=base, min_size=base, max_size=top)
+
+
+def training_config(
+    name: str,
+    size: tuple[int, int],
+    source: Source,
+    manifest_hash: str | None,
+    refine: RefineInfo | None = None,
+) -> ModelInfo:
     """The config a run writes into its checkpoints: the variant's default at the training
-    size, with the data's mean/std when its manifest has them (else the seed's) and its depth
-    scale, so that export never needs the training data again."""
+    size (height, width; a refined model's full size), with the data's mean/std when its
+    manifest has them (else the seed's) and its depth scale, so that export never needs the
+    training data again; ``refine`` only for a refined model."""
     config = default_config(name)
-    pre = replace(config.preprocessing, size=(size, size))
+    pre = replace(config.preprocessing, size=(int(size[0]), int(size[1])))
     normalisation = manifest_normalisation(source.manifest)
     if normalisation is not None:
         pre = replace(pre, mean=normalisation[0], std=normalisation[1])
     scale = manifest_depth_scale(source.manifest)
-    return replace(config, preprocessing=pre, depth_scale_m=scale, manifest_hash=manifest_hash)
+    config = replace(config, preprocessing=pre, depth_scale_m=scale, manifest_hash=manifest_hash)
+    return config if refine is None else replace(config, refine=refine)

@@ -73,7 +73,9 @@ class EpochStats:
         values = [loss.detach()] + [parts[name] for name in self.names[1:]]
         self.sums["parts"] += torch.stack([v.double() for v in values]) * len(mask)
         metrics = TorchMetricAccumulator(self.device)
-        metrics.update(outputs["mask"][0], mask, outputs["depth"][0], depth, logits=True)
+        metrics.update(
+            outputs["mask"][0], mask, outputs["depth"][0], depth, logits=True, boundary=False
+        )
         self.sums["metrics"] += metrics.sums
         self.sums["images"] += len(mask)
 

@@ -63,7 +63,8 @@ class LossConfig:
     ``mask`` and ``depth`` take a spec string or a mapping of term -> weight and are stored as
     a dict. Mask terms: bce, dice, iou. Depth terms: bce, l1, ssim, grad.
     ``total = mask_weight * mask + depth_weight * depth``; within a task each term counts once
-    on the fused output and ``side_weight`` times on each side output.
+    on each of the first ``main_outputs`` outputs (the fused one; a refined model's refined and
+    bilinearly upsampled base maps: 2) and ``side_weight`` times on each side output.
     """
 
     mask: str | Mapping[str, float] = "bce"
@@ -72,6 +73,7 @@ class LossConfig:
     depth_weight: float = 1.0
     side_weight: float = 1.0
     ssim_window: int = 7  # gaussian window (sigma 1.5) for the SSIM term; odd
+    main_outputs: int = 1  # outputs with weight 1; in to_dict only when not 1 (as before)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "mask", parse_terms(self.mask, "mask"))
@@ -81,6 +83,8 @@ class LossConfig:
             if not (math.isfinite(value) and value >= 0):
                 raise MaskDepthError(f"loss {name} must be a finite number >= 0, got {value}")
             object.__setattr__(self, name, value)
+        if int(self.main_outputs) < 1:
+            raise MaskDepthError(f"main_outputs must be >= 1, got {self.main_outputs}")
         if self.ssim_window < 3 or self.ssim_window % 2 == 0:
             raise MaskDepthError(f"ssim_window must be odd and >= 3, got {self.ssim_window}")
 
@@ -97,10 +101,13 @@ class LossConfig:
 
     def to_dict(self) -> dict:
         """Plain types only, for checkpoints loaded with ``weights_only=True``."""
-        return {f.name: getattr(self, f.name) for f in fields(self)} | {
+        values = {f.name: getattr(self, f.name) for f in fields(self)} | {
             "mask": dict(self.terms("mask")),
             "depth": dict(self.terms("depth")),
         }
+        if self.main_outputs == 1:
+            del values["main_outputs"]
+        return values
 
     @classmethod
     def from_dict(cls, data: Mapping) -> LossConfig:
@@ -179,7 +186,11 @@ def _term(name: str, logits, prob, target, config: LossConfig) -> torch.Tensor:
     return dice_loss(prob, target)  # "dice"; names were checked by parse_terms
 
 
-def _task_outputs(outputs: Mapping, task: str, target: torch.Tensor) -> Sequence[torch.Tensor]:
+def _task_outputs(
+    outputs: Mapping, task: str, target: torch.Tensor, config: LossConfig
+) -> Sequence[torch.Tensor]:
+    """The task's maps, checked: each the target's shape, except that a refined model's side
+    maps (``main_outputs`` > 1) may be smaller (they are at the base size)."""
     if task not in outputs:
         raise MaskDepthError(f"model outputs have no {task!r} entry (keys: {sorted(outputs)})")
     maps = outputs[task]
@@ -187,12 +198,26 @@ def _task_outputs(outputs: Mapping, task: str, target: torch.Tensor) -> Sequence
     if not maps:
         raise MaskDepthError(f"model outputs[{task!r}] is empty")
     for index, logits in enumerate(maps):
-        if logits.shape != target.shape:
+        side = config.main_outputs > 1 and index >= config.main_outputs
+        smaller = all(a <= b for a, b in zip(logits.shape[-2:], target.shape[-2:]))
+        fits = logits.shape[:-2] == target.shape[:-2] and logits.dim() == target.dim() and smaller
+        if logits.shape != target.shape and not (side and fits):
             raise MaskDepthError(
                 f"outputs[{task!r}][{index}] has shape {tuple(logits.shape)}, "
                 f"the {task} target {tuple(target.shape)}"
             )
     return maps
+
+
+def target_at(target: torch.Tensor, size: Sequence[int], cache: dict) -> torch.Tensor:
+    """``target`` area-averaged to (height, width) ``size`` (a refined model's base-size side
+    maps are scored against the full-resolution target shrunk to them), once per size."""
+    key = tuple(int(v) for v in size)
+    if key == tuple(target.shape[-2:]):
+        return target
+    if key not in cache:
+        cache[key] = F.interpolate(target, size=key, mode="area")
+    return cache[key]
 
 
 def _task_loss(
@@ -205,15 +230,17 @@ def _task_loss(
 
     ``maps`` is not empty (the fused output always counts) and neither is ``terms``.
     """
-    target = target.float()
+    full = target.float()
     needs_prob = any(name != "bce" for name in terms)
     per_term: dict[str, torch.Tensor] = {}
+    resized: dict = {}
     for index, logits in enumerate(maps):
-        weight = 1.0 if index == 0 else config.side_weight
+        weight = 1.0 if index < config.main_outputs else config.side_weight
         if weight == 0:
             continue
         logits = logits.float()
         prob = torch.sigmoid(logits) if needs_prob else None
+        target = target_at(full, logits.shape[-2:], resized)
         for name in terms:
             value = weight * _term(name, logits, prob, target, config)
             per_term[name] = per_term[name] + value if name in per_term else value
@@ -232,7 +259,9 @@ def compute_loss(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Total loss and its named parts from the model's training outputs.
 
-    ``outputs`` is ``{"mask": [fused, side1, ...], "depth": [...]}`` of (B, 1, H, W) logits;
+    ``outputs`` is ``{"mask": [fused, side1, ...], "depth": [...]}`` of (B, 1, H, W) logits
+    (a refined model's side maps, smaller than the targets, are scored against them
+    area-averaged to their size);
     ``mask`` and ``depth`` are (B, 1, H, W) targets in [0, 1]. Returns the float32 total (with
     gradient) and detached parts: ``mask``, ``depth`` (each task's loss before its task weight)
     and ``mask/bce``, ``depth/l1``, ... (each term summed over outputs, before its term weight).
@@ -243,7 +272,7 @@ def compute_loss(
         parts: dict[str, torch.Tensor] = {}
         task_totals: dict[str, torch.Tensor] = {}
         for task, target in (("mask", mask), ("depth", depth)):
-            maps = _task_outputs(outputs, task, target)
+            maps = _task_outputs(outputs, task, target, config)
             task_total, per_term = _task_loss(maps, target, config.terms(task), config)
             task_totals[task] = task_total
             parts[task] = task_total.detach()

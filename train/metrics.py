@@ -9,14 +9,17 @@ and sums are float64 here as there, which keeps the two within about 1e-7.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.metrics import (
+    BOUNDARY_TOLERANCE,
     DELTA,
     DEPTH_EPS,
     MASK_THRESHOLD,
     SUM_FIELDS,
     MetricAccumulator,
+    disk,
     summarise,
 )
 
@@ -40,6 +43,40 @@ def _ratio(numerator: torch.Tensor, denominator: torch.Tensor, empty: float) -> 
     return torch.where(denominator > 0, numerator / denominator.clamp_min(1e-300), empty)
 
 
+def _boundary(on: torch.Tensor) -> torch.Tensor:
+    """Pixels of binary (N, 1, H, W) float masks with a 4-neighbour outside (border replicated)."""
+    p = F.pad(on, (1, 1, 1, 1), mode="replicate")
+    shifted = (p[..., :-2, 1:-1], p[..., 2:, 1:-1], p[..., 1:-1, :-2], p[..., 1:-1, 2:])
+    eroded = torch.stack(shifted).amin(0)
+    return on * (1 - eroded)
+
+
+def _near(edges: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Dilation of (N, 1, H, W) 0/1 maps by a 0/1 kernel: a convolution, then > 0.5."""
+    radius = kernel.shape[-1] // 2
+    return F.conv2d(edges, kernel, padding=radius) > 0.5
+
+
+@torch.no_grad()
+def boundary_scores(
+    pred_on: torch.Tensor, true_on: torch.Tensor, tolerance: int = BOUNDARY_TOLERANCE
+) -> torch.Tensor:
+    """Per-image boundary F-scores (float64) of binary (N, 1, H, W) or (N, H, W) masks, as
+    :func:`maskdepth.runtime.metrics.boundary_f` defines them."""
+    shape = (len(pred_on), 1, *pred_on.shape[-2:])
+    pred, true = (m.reshape(shape).float() for m in (pred_on, true_on))
+    edge_pred, edge_true = _boundary(pred), _boundary(true)
+    kernel = torch.from_numpy(disk(tolerance)).float().to(pred.device)[None, None]
+    n_pred, n_true = (e.sum((1, 2, 3), dtype=_F64) for e in (edge_pred, edge_true))
+    hit_pred = (edge_pred.bool() & _near(edge_true, kernel)).sum((1, 2, 3), dtype=_F64)
+    hit_true = (edge_true.bool() & _near(edge_pred, kernel)).sum((1, 2, 3), dtype=_F64)
+    precision, recall = _ratio(hit_pred, n_pred, 0.0), _ratio(hit_true, n_true, 0.0)
+    score = _ratio(2 * precision * recall, precision + recall, 0.0)
+    either_empty = (n_pred == 0) | (n_true == 0)
+    empty_score = (n_pred == n_true).to(_F64)
+    return torch.where(either_empty, empty_score, score)
+
+
 @torch.no_grad()
 def batch_sums(
     mask_pred: torch.Tensor,
@@ -50,11 +87,15 @@ def batch_sums(
     logits: bool = False,
     threshold: float = MASK_THRESHOLD,
     eps: float = DEPTH_EPS,
+    boundary: bool = True,
 ) -> torch.Tensor:
     """The sums vector of one batch, on the batch's device (no host synchronisation).
 
     With ``logits`` the two predictions are network logits and go through a sigmoid first.
+    ``boundary=False`` leaves the boundary F-score's sum at 0 (the training loop's running
+    metrics, which report IoU and RMSE only, skip its morphology on every step).
     """
+    image_shape = (len(mask_pred), 1, *mask_pred.shape[-2:])
     mask_pred, mask_true = _flatten(mask_pred, mask_true, "mask")
     depth_pred, depth_true = _flatten(depth_pred, depth_true, "depth")
     if len(mask_pred) != len(depth_pred):
@@ -92,6 +133,9 @@ def batch_sums(
         "depth_images": has_valid.sum(dtype=_F64),
         "absrel": relative_mean.sum(),
         "delta1": close_mean.sum(),
+        "boundary_f": boundary_scores(pred_on.view(image_shape), true_on.view(image_shape)).sum()
+        if boundary
+        else inter.new_zeros(()),
     }
     return torch.stack([sums[name] for name in SUM_FIELDS])
 
@@ -143,6 +187,7 @@ class TorchMetricAccumulator:
         depth_true: torch.Tensor,
         *,
         logits: bool = False,
+        boundary: bool = True,
     ) -> None:
         """Add one batch (see :func:`batch_sums`)."""
         sums = batch_sums(
@@ -153,6 +198,7 @@ class TorchMetricAccumulator:
             logits=logits,
             threshold=self.threshold,
             eps=self.eps,
+            boundary=boundary,
         )
         if self.sums is None:
             self.sums = self._zeros(sums.device)

@@ -13,11 +13,18 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 from maskdepth.runtime.preprocess import Preprocessing
 
-from .config import TrainConfig
+from .config import TrainConfig, size_pair
 from .data.augment import preset
 from .data.loader import MaskDepthDataset, make_loader
 from .data.sources import Source
-from .datasets import data_record, open_data, split, synth_options, training_config
+from .datasets import (
+    data_record,
+    open_data,
+    refine_info,
+    split,
+    synth_options,
+    training_config,
+)
 from .distributed import Dist, EpochSampler, ShardSampler
 
 
@@ -59,13 +66,18 @@ def build_data(
     """Open ``config.data`` (or use ``source``), split it and make the loaders."""
     source = source or open_data(
         config.data,
-        size=config.size,
+        size=config.data_size,
         binarize=config.binarize,
         skip_bad=config.skip_bad,
         synth=synth_options(config),
     )
     record = data_record(config, source)
-    model_config = training_config(config.model, config.size, source, record["manifest_hash"])
+    refine = None
+    if config.refine is not None:
+        refine = refine_info(config.refine, size_pair(config.size), config.data_size)
+    model_config = training_config(
+        config.model, config.data_size, source, record["manifest_hash"], refine
+    )
     pre = model_config.preprocessing
     train_idx, val_idx = split(source, record)
     if not len(val_idx):

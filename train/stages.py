@@ -22,7 +22,7 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import write_bytes_atomic
 
 from .checkpoint import load_checkpoint
-from .config import TrainConfig
+from .config import Size, TrainConfig, size_text
 from .data.sources import Source
 from .device import pick_device
 from .distributed import from_environment, joined
@@ -48,8 +48,8 @@ def stage_budget(total: float, spent: float, index: int, shares: list[float]) ->
     return max(total - spent, 0.01) * shares[index] / sum(shares[index:])
 
 
-def stage_folder(out: str | Path, index: int, size: int) -> Path:
-    return Path(out) / f"stage{index + 1}-{size}"
+def stage_folder(out: str | Path, index: int, size: Size) -> Path:
+    return Path(out) / f"stage{index + 1}-{size_text(size)}"
 
 
 def _finished(folder: Path) -> dict | None:
@@ -90,7 +90,7 @@ def train_stages(
 
 
 def _train_each(
-    config: TrainConfig, sizes: Sequence[int], source: Source | None, last_share: float
+    config: TrainConfig, sizes: Sequence[Size], source: Source | None, last_share: float
 ) -> list[dict]:
     """Each stage's result, in order: trained, continued, or (``--resume``) finished before."""
     out, total = Path(config.out), config.max_minutes
@@ -120,7 +120,7 @@ def _train_each(
     return results
 
 
-def _finish(out: Path, results: list[dict], sizes: Sequence[int]) -> dict:
+def _finish(out: Path, results: list[dict], sizes: Sequence[Size]) -> dict:
     """Copy the last stage's checkpoints to ``out`` and write ``stages.json``."""
     last = stage_folder(out, len(sizes) - 1, sizes[-1])
     for name in ("best.pt", "last.pt") if from_environment().main else ():

@@ -20,12 +20,13 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 
 from .checkpoint import load_checkpoint, load_weights, model_record, rng_state, set_rng_state
-from .config import TRAJECTORY, TrainConfig
+from .config import TRAJECTORY, TrainConfig, size_pair, size_text
 from .device import CHANNELS_LAST, amp_dtype, scales_loss
 from .distributed import Dist
 from .ema import make_ema
 from .losses import LossConfig
 from .models import create_model
+from .models.refiner import RefinedModel
 from .models.u2net import U2NetMD
 from .plan import UNBOUNDED, OneCycle, Plan
 
@@ -49,20 +50,44 @@ def resume_checkpoint(out: Path, resume: bool) -> dict | None:
 
 
 def init_weights(model: nn.Module, path: str, name: str) -> None:
-    """Load ``--init``'s weights (its EMA when it has one) into ``model``."""
+    """Load ``--init``'s weights (its EMA when it has one) into ``model``; a refined model
+    takes a base-only (unrefined) checkpoint's into its ``base``."""
     ckpt = load_checkpoint(path)
     other = ckpt["model"]["name"]
     if other != name:
         raise MaskDepthError(f"--init {path}: a {other} checkpoint, but this run trains {name}")
     weights = ckpt.get("ema_state_dict") or ckpt["state_dict"]
-    load_weights(model, weights, name)
+    refined = (ckpt["model"].get("options") or {}).get("refine") is not None
+    target = getattr(model, "base", None)
+    if target is None or refined:  # an unrefined run, or a refined checkpoint: the whole model
+        if refined and target is None:
+            raise MaskDepthError(
+                f"--init {path}: a refined checkpoint, but this run trains no refiner "
+                "(pass --full-size)"
+            )
+        target = model
+    load_weights(target, weights, name)
+
+
+def freeze(model: nn.Module, part: str) -> nn.Module | None:
+    """``--freeze``: the refined model's ``part`` ("base", "refiner") stops learning; returns it
+    (None for "none"), which :meth:`TrainState.train_mode` keeps in eval mode so that its
+    BatchNorm statistics stay as they are too."""
+    if part == "none":
+        return None
+    frozen = getattr(model, part, None)
+    if not isinstance(frozen, nn.Module):
+        raise MaskDepthError(f"--freeze {part}: the model has no {part} (pass --full-size)")
+    frozen.requires_grad_(False)
+    return frozen
 
 
 def check_resume(ckpt: dict, config: TrainConfig, record: dict, job: Dist) -> None:
     """--resume continues the same run: the options that shape it and the data must match."""
     saved = TrainConfig.from_dict(ckpt["train"])
     diffs = [
-        f"{_flag(name)} {_shown(getattr(saved, name))} (now {_shown(getattr(config, name))})"
+        f"{_flag(name)} {_shown(name, getattr(saved, name))} "
+        f"(now {_shown(name, getattr(config, name))})"
         for name in TRAJECTORY
         if getattr(saved, name) != getattr(config, name)
     ]
@@ -84,21 +109,29 @@ def _flag(name: str) -> str:
     return "--size" if name == "sizes" else f"--{name.replace('_', '-')}"
 
 
-def _shown(value: object) -> str:
-    """A value as its option is typed: ``(64, 96)`` as ``64,96``."""
+def _shown(name: str, value: object) -> str:
+    """A value as its option is typed: sizes ``(64, (128, 224))`` as ``64,128x224``."""
+    if name == "sizes" and isinstance(value, tuple):
+        return ",".join(map(size_text, value))
+    if name == "full_size" and value is not None:
+        return size_text(value)  # type: ignore[arg-type]
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 def build_model(config: TrainConfig, job: Dist, device: torch.device) -> nn.Module:
     """The network of ``config`` (``--init`` weights or ``--prior``) on ``device``, in
-    channels_last, with SyncBatchNorm under ``--sync-bn``."""
-    model = create_model(config.model)
+    channels_last, with SyncBatchNorm under ``--sync-bn``; with ``--full-size`` the refined
+    model, whose base runs at ``--size``."""
+    model = create_model(config.model, refine=config.refine)
+    if isinstance(model, RefinedModel):
+        model.base_size = size_pair(config.size)
     if config.init:
         init_weights(model, config.init, config.model)
     elif config.prior != "none":
-        if not isinstance(model, U2NetMD):
+        network = model.base if isinstance(model, RefinedModel) else model
+        if not isinstance(network, U2NetMD):
             raise MaskDepthError(f"--prior {config.prior}: not for {config.model}")
-        model.init_prior(config.prior)
+        network.init_prior(config.prior)
     if config.sync_bn and job.active:
         if device.type != "cuda":
             raise MaskDepthError("--sync-bn needs CUDA (SyncBatchNorm does not run on CPU)")
@@ -122,13 +155,17 @@ class TrainState:
     ) -> None:
         self.config, self.job, self.device, self.started = config, job, device, started
         self.model = build_model(config, job, device)
+        self.frozen = freeze(self.model, config.freeze)
         self.ema = make_ema(self.model, config.ema_decay)
         self.net: nn.Module = self.model  # what training calls: DDP's wrapper on several ranks
         if job.active:
             ids = [device.index] if device.type == "cuda" else None
             self.net = DistributedDataParallel(self.model, device_ids=ids)
         self.loss_config = LossConfig(
-            mask=config.loss_mask, depth=config.loss_depth, side_weight=config.side_weight
+            mask=config.loss_mask,
+            depth=config.loss_depth,
+            side_weight=config.side_weight,
+            main_outputs=1 if config.refine is None else 2,  # refined, and the base upsampled
         )
         self.max_epochs = config.epoch_limit()
         self.max_steps = config.step_limit(steps_per_epoch) or UNBOUNDED
@@ -145,6 +182,12 @@ class TrainState:
         self.metrics: dict = {}
         self.lr = self.optimizer.param_groups[0]["lr"]
         self.best = dict(NO_BEST)
+
+    def train_mode(self) -> None:
+        """The network in training mode, a ``--freeze`` part in eval mode (BatchNorm fixed)."""
+        self.net.train()
+        if self.frozen is not None:
+            self.frozen.eval()
 
     @property
     def ema_model(self) -> nn.Module | None:

@@ -33,7 +33,7 @@ from maskdepth.runtime.errors import MaskDepthError
 
 from . import distributed
 from .checkpoint import save_checkpoint
-from .config import TrainConfig
+from .config import TrainConfig, size_text
 from .console import Console, epoch_line, intro_line, length_text
 from .data.sources import Source
 from .device import CHANNELS_LAST, amp_dtype, autocast, pick_device, scales_loss, to_device
@@ -137,7 +137,7 @@ class Run:
         if bad:
             self.console.say(f"skipped {bad} broken or incomplete scenes (--skip-bad)")
         if self.job.main and self.log.rows:
-            title = f"{self.config.model} at {self.config.size} px, {self.out.name}"
+            title = f"{self.config.model} at {size_text(self.config.size)} px, {self.out.name}"
             write_curves(self.out / "curves.png", self.log.rows, title)
         return self._summary(stopped)
 
@@ -146,7 +146,7 @@ class Run:
         "planned" (the plan's last step) or "time budget" (the hard stop)."""
         state, stats, accumulate = self.state, self.stats, self.config.accumulate
         self.data.set_epoch(state.epoch, state.epoch_step)
-        state.net.train()
+        state.train_mode()
         self.console.epoch_begins(state.epoch)
         steps = self.data.steps_per_epoch
         begun = waited = time.perf_counter()
@@ -207,7 +207,7 @@ class Run:
         if val_every and self.state.step % val_every == 0:
             self._end_epoch(partial=True)
             self.pacer.check()
-            self.state.net.train()
+            self.state.train_mode()
         else:
             self.pacer.paused()
             self._save(last=True, best=False)

@@ -33,11 +33,13 @@ def validate(
     dtype: torch.dtype | None = None,
     loss_config: LossConfig | None = None,
     job: Dist | None = None,
+    output: int = 0,
 ) -> dict:
     """The metrics of ``model`` (put in eval mode) on loader ``batches``, as
     :meth:`TorchMetricAccumulator.compute` gives them, plus ``"loss"`` when ``loss_config`` is
     given. Under ``job`` every rank scores its share and the sums are added; ``dtype``: the
-    autocast dtype (None: full precision)."""
+    autocast dtype (None: full precision); ``output``: the index of the maps scored (0: the
+    fused, or refined, ones; 1: a refined model's base upsampled bilinearly, ``--no-refine``)."""
     model.eval()
     accumulator = TorchMetricAccumulator(device)
     loss_sum = torch.zeros(2, dtype=torch.float64, device=device)
@@ -45,7 +47,8 @@ def validate(
         inputs, mask, depth = to_device(batch, device)
         with autocast(device, dtype):
             outputs = model(inputs)
-        accumulator.update(outputs["mask"][0], mask, outputs["depth"][0], depth, logits=True)
+        mask_out, depth_out = outputs["mask"][output], outputs["depth"][output]
+        accumulator.update(mask_out, mask, depth_out, depth, logits=True)
         if loss_config is not None:
             loss, _ = compute_loss(outputs, mask, depth, loss_config)
             loss_sum += torch.stack([loss.double() * len(mask), loss_sum.new_tensor(len(mask))])

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskdepth.options import nested, option, positional, positive
+from maskdepth.options import nested, option, parse_size, positional, positive
 from maskdepth.train.data.depth_presets import DEPTH_OUTPUTS, PRESETS
 
 from . import Command
@@ -79,7 +79,9 @@ class ComposeOptions:
 class SynthOptions:
     out: Path = option(type=Path, required=True)
     count: int = option(type=positive, required=True, help="number of scenes")
-    size: int = option(224, type=int, help="square side of every image")
+    size: int | tuple[int, int] = option(
+        224, type=parse_size, metavar="PX|HxW", help="side of every image, or HxW"
+    )
     per_background: int = option(20, type=positive, help="scenes per bg")
     jpg: bool = option(False, action="store_true", help="the seed's JPG instead of lossless PNG")
     generation: Generation = nested(Generation)

@@ -26,6 +26,12 @@ class EvalOptions:
     use_ema: bool = option(
         True, "--raw-weights", action="store_false", help="the trained weights, not their EMA"
     )
+    refine: bool = option(
+        True,
+        "--no-refine",
+        action="store_false",
+        help="a refined model: score its base's output upsampled bilinearly, not the refiner's",
+    )
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,6 +51,7 @@ def run(options: EvalOptions) -> int:
         device=o.device,
         skip_bad=o.skip_bad,
         use_ema=o.use_ema,
+        refine=o.refine,
     )
     print(format_result(result))
     if o.json:
