@@ -142,6 +142,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)"
+    )
     parser.add_argument("--quick", action="store_true", help="tiny settings: a smoke test")
     args = parser.parse_args(argv)
     if args.quick:
@@ -155,7 +158,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse(argv)
     with tempfile.TemporaryDirectory(prefix="refine_quality_") as folder:
-        runs = Runs(args, Path(folder))
+        runs = Runs(args, args.out or Path(folder))
         rows = {name: run_variant(name, runs) for name in args.variants.split(",")}
     info = machine(gpu=None)
     report = {"machine": info, "base": list(args.base),
