@@ -32,10 +32,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MaskDepthError
+from .framing import background_planes, feed_size, frame_map, scene_planes
 from .image import as_rgb, decode_image, read_image
 from .model_info import INPUT_NAMES, OUTPUT_NAMES, ModelInfo
-from .preprocess import prepare_background, prepare_scene, resize_map
-from .refine_layout import layout, prepare_padded
 from .runners.base import batch_limits
 from .runners.cuda import parse_device
 from .visualize import depth_colormap, mask_overlay
@@ -306,23 +305,15 @@ class Predictor:
         return [self._result(outputs, slot, scene) for slot, (_, scene) in enumerate(pairs)]
 
     def _feed_size(self, scene_size: tuple[int, int]) -> tuple[int, int]:
-        refine = self.info.refine
-        return self.info.size if refine is None else layout(scene_size, refine).feed
+        return feed_size(self.info, scene_size)
 
     def _prepare_scene(self, scene: np.ndarray, out: np.ndarray) -> None:
-        pre, refine = self.info.preprocessing, self.info.refine
-        if refine is None:
-            prepare_scene(scene, pre, out)
-        else:
-            prepare_padded(scene, None, pre, refine, out)
+        scene_planes(self.info, scene, out)
 
     def _prepare_background(
         self, bg: np.ndarray, scene_size: tuple[int, int], out: np.ndarray | None = None
     ) -> np.ndarray:
-        pre, refine = self.info.preprocessing, self.info.refine
-        if refine is None:
-            return prepare_background(bg, scene_size, pre, out)
-        return prepare_padded(bg, scene_size, pre, refine, out)
+        return background_planes(self.info, bg, scene_size, out)
 
     def _bg_feed(self, pairs: list[tuple], padded: int, size: tuple[int, int]):
         first_bg, first_scene = pairs[0]
@@ -346,14 +337,7 @@ class Predictor:
 
     def _result(self, outputs: dict, slot: int, scene: np.ndarray) -> Prediction:
         size = scene.shape[:2]
-        refine = self.info.refine
-        content = None if refine is None else layout(size, refine).content
-        maps = {}
-        for name in OUTPUT_NAMES:
-            values = np.asarray(outputs[name][slot, 0], np.float32)
-            if content is not None:  # the frame's part of a padded feed
-                values = values[: content[0], : content[1]]
-            maps[name] = np.clip(resize_map(values, size), 0.0, 1.0)  # a new array, no alias
+        maps = {name: frame_map(self.info, outputs[name][slot, 0], size) for name in OUTPUT_NAMES}
         return Prediction(maps["mask"], maps["depth"], scene, self.info.depth_scale_m)
 
 

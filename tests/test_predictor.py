@@ -175,7 +175,7 @@ def test_scenes_of_any_size_come_back_at_their_size(predictor):
 
 @pytest.fixture
 def count_bg_preparations(monkeypatch):
-    import maskdepth.runtime.predictor as module
+    import maskdepth.runtime.framing as module
 
     calls = []
     original = module.prepare_background

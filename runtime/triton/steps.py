@@ -1,7 +1,7 @@
 """What each python-backend model of the Triton repository does, as plain functions of a
 :class:`ModelInfo` and numpy arrays, so that they are tested without a server and the model
 files stay thin. The same pre-processing and resize-back as :class:`Predictor` (the functions of
-:mod:`maskdepth.runtime.preprocess`), so the served answer equals the in-process one.
+:mod:`maskdepth.runtime.framing`), so the served answer equals the in-process one.
 
 The ensemble ``maskdepth`` chains them::
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.framing import background_planes, frame_map, scene_planes
 from maskdepth.runtime.image import as_rgb
 from maskdepth.runtime.model_info import INPUT_NAMES, OUTPUT_NAMES, ModelInfo
-from maskdepth.runtime.preprocess import prepare_background, prepare_scene, resize_map
 
 ENSEMBLE, PRE, NET, POST = "maskdepth", "maskdepth_pre", "maskdepth_net", "maskdepth_post"
 INFO_FILE = "model_info.json"  # at the repository's top, read by pre and post
@@ -57,11 +57,10 @@ def preprocess(info: ModelInfo, scene: np.ndarray, bg: np.ndarray) -> dict[str, 
             f"{BG}: shape {list(bg.shape)} differs from {SCENE} {list(scene.shape)}; send the "
             "background at the scene's size"
         )
-    pre = info.preprocessing
     size = scene.shape[:2]
     planes = {
-        "net_bg": prepare_background(bg, size, pre)[None],
-        "net_scene": prepare_scene(scene, pre)[None],
+        "net_bg": background_planes(info, bg, size)[None],
+        "net_scene": scene_planes(info, scene)[None],
         "size": np.asarray(size, np.int32),
     }
     return planes
@@ -72,13 +71,12 @@ def postprocess(
 ) -> dict[str, np.ndarray]:
     """maskdepth_post: the network's (1, 1, h, w) mask and depth -> float32 (H, W) in [0, 1] at
     the scene's ``size``, as :class:`Predictor` returns them (bilinear, then clipped)."""
-    del info  # the same resize for every model today; refined models (issue 20) will use it
     height, width = (int(v) for v in np.asarray(size).reshape(-1)[:2])
     if height < 1 or width < 1:
         raise MaskDepthError(f"size: expected a positive height and width, got {[height, width]}")
     maps = {"mask": mask, "depth": depth}
     return {
-        name: np.clip(resize_map(np.asarray(maps[name])[0, 0], (height, width)), 0.0, 1.0)
+        name: frame_map(info, np.asarray(maps[name])[0, 0], (height, width))
         for name in OUTPUT_NAMES
     }
 
