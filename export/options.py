@@ -12,7 +12,7 @@ from maskdepth.options import device_option, option, positive
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import PRECISIONS
 
-FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine")
+FORMATS = ("onnx", "onnx-fp16", "onnx-int8", "engine", "triton")
 PRECISION_OF = {"onnx": "fp32", "onnx-fp16": "fp16", "onnx-int8": "int8"}
 # INT8 calibration (maskdepth.export.onnx_int8). Not onnxruntime's "entropy": quantize_static
 # gives it as many histogram bins as quantized bins (128 and 128), which makes it minmax (measured:
@@ -22,6 +22,8 @@ TARGETS = ("tensorrt", "cpu")  # INT8 graphs for TensorRT or onnxruntime's CPU k
 DEFAULT_OPSET = 17
 MIN_PARITY_SAMPLES = 64
 ENGINES = "engines (--format engine)"  # the help's group of the engine-only options
+TRITON = "Triton repositories (--format triton)"
+TRITON_NETWORKS = ("onnxruntime", "tensorrt", "python")  # what runs maskdepth_net
 
 
 def _tolerance(text: str) -> dict[str, float]:
@@ -86,7 +88,9 @@ class ExportOptions:
     dynamic: bool = option(  # False: batch only; True: batch, height and width
         False, action="store_true", help="dynamic height and width too (batch is always dynamic)"
     )
-    max_batch: int = option(32, type=positive, help="largest batch of the engine's profile")
+    max_batch: int = option(
+        32, type=positive, help="largest batch of the engine's profile (Triton: max_batch_size)"
+    )
     opset: int = option(DEFAULT_OPSET, type=int)
     device: str = device_option(
         "cpu", help="where onnxruntime runs the parity check of an ONNX file (engines: on the GPU)"
@@ -132,13 +136,15 @@ class ExportOptions:
         "--from",
         type=Path,
         group=ENGINES,
-        help="build from this ONNX file (default: export one first)",
+        help="build from this ONNX file (default: export one first); --format triton: serve "
+        "this ONNX file, or this plan (with its sidecar) for --triton-network tensorrt",
     )
     precision: str | None = option(  # of the ONNX graph an engine is built from
         None,
         choices=PRECISIONS,
         group=ENGINES,
-        help="of the graph to compile (default: fp16, or --from's)",
+        help="of the graph to compile (default: fp16, or --from's); --format triton: of the "
+        "network (default fp32; tensorrt: fp16)",
     )
     workspace_mb: int | None = option(
         None, "--workspace", type=positive, metavar="MB", group=ENGINES, help="builder workspace"
@@ -153,6 +159,15 @@ class ExportOptions:
         group=ENGINES,
         help="TensorRT-RTX targets, e.g. 8.6 8.9 (default: all)",
     )
+    # Triton repositories
+    triton_network: str = option(
+        "onnxruntime",
+        choices=TRITON_NETWORKS,
+        group=TRITON,
+        help="what runs maskdepth_net: onnxruntime (fp16/int8 through its TensorRT "
+        "accelerator), a TensorRT plan, or the python backend with maskdepth's runtime (CPU)",
+    )
+    instances: int = option(1, type=positive, group=TRITON, help="instances of each model")
 
     @property
     def precision_of_graph(self) -> str:

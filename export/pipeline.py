@@ -9,6 +9,7 @@ name only ever holds a file that passed.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,6 +18,7 @@ import onnx
 from torch import nn
 
 from maskdepth import __version__
+from maskdepth.runtime.engine_sidecar import engine_info, sidecar_path
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
 from maskdepth.runtime.runners.cuda import parse_device
@@ -28,6 +30,7 @@ from .onnx_fp32 import check_opset, export_graph, save_model
 from .options import AUTO_EXCLUDE, FORMATS, MIN_PARITY_SAMPLES, ExportOptions
 from .parity import reference_runner
 from .samples import HeldOut, held_out_samples
+from .triton import TritonSettings
 
 __all__ = ["ExportOptions", "ExportResult", "export", "failed_name", "format_result"]
 
@@ -36,6 +39,8 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
     """Export ``checkpoint`` as ``options.format`` to ``out``, gated by parity."""
     if options.format not in FORMATS:
         raise MaskDepthError(f"--format {options.format}: expected one of {', '.join(FORMATS)}")
+    if options.format == "triton":
+        return export_triton(checkpoint, Path(out), options)
     out = check_output(Path(out))
     flavour = None
     if options.format == "engine":
@@ -70,6 +75,85 @@ def export(checkpoint: str | Path, out: str | Path, options: ExportOptions) -> E
     return export_engine(
         Path(onnx_path), out, options, flavour, reference, seconds, str(checkpoint)
     )
+
+
+# The graph a Triton network is exported as, by --precision: onnxruntime's TensorRT accelerator
+# makes fp16 from an fp32 graph itself and runs INT8 from a Q/DQ graph; the python network runs
+# the graph of that precision; a plan is compiled (--format engine) at that precision.
+TRITON_GRAPHS = {"onnxruntime": {"fp32": "onnx", "fp16": "onnx", "int8": "onnx-int8"},
+                 "python": {"fp32": "onnx", "fp16": "onnx-fp16", "int8": "onnx-int8"}}  # fmt: skip
+
+
+def export_triton(checkpoint: str | Path, out: Path, options: ExportOptions) -> ExportResult:
+    """A Triton repository (:mod:`.triton`) at ``out``: its network file exported and gated like
+    any other, then the rest written around it, all under ``.OUT.partial`` until it passed
+    (``OUT.parity-failed`` when it did not)."""
+    from .triton import check_repository_out, network_path, write_repository
+
+    out = check_repository_out(out)
+    network = options.triton_network
+    precision = options.precision or ("fp16" if network == "tensorrt" else "fp32")
+    settings = TritonSettings(network, options.max_batch, options.instances, precision)
+    flavour = None
+    if network == "tensorrt":  # the TensorRT (and GPU) the plan is checked against, first
+        from .tensorrt_build import load_flavour
+
+        flavour = load_flavour("tensorrt", device=parse_device(options.device)[1])
+    staging = out.with_name(f".{out.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    target = network_path(staging, network)
+    target.parent.mkdir(parents=True)
+    try:
+        made, info = _triton_network(checkpoint, target, options, settings)
+        if made.passed is False:
+            failed = out.with_name(f"{out.name}.parity-failed")
+            shutil.rmtree(failed, ignore_errors=True)
+            os.replace(staging, failed)
+            made.path = failed / made.path.relative_to(staging)
+            return made
+        if flavour is not None:
+            from .triton import check_plan
+
+            check_plan(target, settings.max_batch, flavour.version, flavour.gpu)
+        write_repository(staging, info, settings)
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    made.path = out / made.path.relative_to(staging)
+    if made.parity_report is not None:
+        made.parity_report = out / made.parity_report.relative_to(staging)
+    made.note = "\n".join(filter(None, [made.note, f"Triton repository {out} ({network}): "
+                                         f"tritonserver --model-repository {out}; see "
+                                         f"{out / 'README.md'}"]))  # fmt: skip
+    return made
+
+
+def _triton_network(
+    checkpoint: str | Path, target: Path, options: ExportOptions, settings: TritonSettings
+) -> tuple[ExportResult, ModelInfo]:
+    """The network file at ``target``: exported (and gated) at the settings' precision, or
+    ``--from``'s file copied (an ONNX file, or for tensorrt a plan with its sidecar)."""
+    given = options.from_onnx
+    plan_given = given is not None and Path(given).suffix.lower() in (".engine", ".plan")
+    if given is not None and (plan_given or settings.network != "tensorrt"):
+        if plan_given != (settings.network == "tensorrt"):
+            raise MaskDepthError(
+                f"--from {given}: --triton-network {settings.network} serves "
+                f"{'a TensorRT plan' if settings.network == 'tensorrt' else 'an ONNX file'}"
+            )
+        ckpt = None if plan_given else load_checkpoint(checkpoint)
+        info = engine_info(given) if ckpt is None else model_info(ckpt, options)
+        shutil.copyfile(given, target)
+        if plan_given:
+            shutil.copyfile(sidecar_path(given), sidecar_path(target))
+        note = f"parity not checked: {given} is served as it is"
+        return ExportResult(target, None, None, {}, note), info
+    fmt = TRITON_GRAPHS.get(settings.network, {}).get(settings.precision, "engine")
+    engine = fmt == "engine"  # --from an ONNX file: the plan is built from it
+    precision = settings.precision if engine else None
+    made = export(checkpoint, target, replace(options, format=fmt, precision=precision))
+    reader = engine_info if made.path.suffix == target.suffix == ".plan" else read_onnx_info
+    return made, reader(made.path)
 
 
 def model_info(ckpt: dict, options: ExportOptions) -> ModelInfo:

@@ -16,7 +16,9 @@ from . import Command
 @dataclass(kw_only=True)
 class ExportCommand:
     checkpoint: Path = positional(type=Path, help="a maskdepth checkpoint (.pt)")
-    out: Path = option(type=Path, required=True, help="file to write")
+    out: Path = option(
+        type=Path, required=True, help="file to write (--format triton: a new folder)"
+    )
     options: ExportOptions = nested(ExportOptions)
 
 
