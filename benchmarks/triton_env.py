@@ -77,7 +77,9 @@ class TritonEnv:
         env.pop("PYTHONPATH", None)
         env.pop("PYTHONHOME", None)
         env["PATH"] = os.pathsep.join([str(self.bin), env.get("PATH", "")])
-        libs = [str(self.libdir), str(self.libs)] + [p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p]
+        libs = [str(self.libdir), str(self.libs)] + [
+            p for p in env.get("LD_LIBRARY_PATH", "").split(":") if p
+        ]
         env["LD_LIBRARY_PATH"] = ":".join(libs)
         return env
 

@@ -13,6 +13,7 @@ stubs it starts share one process group, which :meth:`TritonServer.stop` ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -87,6 +88,7 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             "--allow-metrics=false",
+            "--exit-timeout-secs=10",
             # python backend shared-memory regions named per server: servers never share one
             f"--backend-config=python,shm-region-prefix-name=maskdepth{os.getpid()}_{self.http_port}_",
             *self.extra_args,
@@ -138,21 +140,20 @@ class TritonServer:
         return " | ".join(line.strip() for line in text[-lines:] if line.strip())
 
     def stop(self) -> None:
-        """End the server and its stubs: SIGTERM to the group, then SIGKILL if it lingers."""
+        """End the server (SIGTERM: it unloads its models and stops its stubs itself, within
+        --exit-timeout-secs), SIGKILL if it lingers, then whatever of its group outlived it."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
+        if process is None:
             return
-        group = os.getpgid(process.pid)
-        os.killpg(group, signal.SIGTERM)
-        try:
-            process.wait(timeout=STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            os.killpg(group, signal.SIGKILL)
-            process.wait(timeout=STOP_TIMEOUT_S)
-        try:
-            os.killpg(group, signal.SIGKILL)  # stubs that outlived the server
-        except ProcessLookupError:
-            pass
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=STOP_TIMEOUT_S)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGKILL)  # its own group (start_new_session)
 
     def __enter__(self) -> TritonServer:
         return self.start()

@@ -156,7 +156,15 @@ class Predictor:
     ``threads``: CPU threads for onnxruntime (default: onnxruntime's). ``backend``: None picks
     by suffix; "onnxruntime", "onnxruntime-tensorrt" (onnxruntime's TensorRT provider) or
     "tensorrt" (a native engine).
+    A URL, ``grpc://HOST:8001/maskdepth`` or ``http://HOST:8000/maskdepth``, gives the client
+    of a model served by Triton Inference Server (:mod:`maskdepth.runtime.remote`).
     """
+
+    def __new__(cls, path: str | os.PathLike, *args, **kwargs) -> Predictor:
+        from .remote import RemotePredictor, is_server_url
+
+        remote = cls is Predictor and is_server_url(path)
+        return super().__new__(RemotePredictor if remote else cls)
 
     def __init__(
         self,
