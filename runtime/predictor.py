@@ -42,6 +42,7 @@ ImageInput = np.ndarray | str | os.PathLike | bytes
 BACKENDS = ("onnxruntime", "onnxruntime-tensorrt", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan")
 DEFAULT_BATCH = 8
+SERVED = ("grpc://", "http://")  # a model on a Triton server: maskdepth.runtime.remote
 
 
 # ------------------------------------------------------------------------------ results
@@ -161,10 +162,11 @@ class Predictor:
     """
 
     def __new__(cls, path: str | os.PathLike, *args, **kwargs) -> Predictor:
-        from .remote import RemotePredictor, is_server_url
+        if cls is Predictor and isinstance(path, str) and path.startswith(SERVED):
+            from . import RemotePredictor  # forwarded by the package: remote builds on this
 
-        remote = cls is Predictor and is_server_url(path)
-        return super().__new__(RemotePredictor if remote else cls)
+            cls = RemotePredictor
+        return super().__new__(cls)
 
     def __init__(
         self,

@@ -42,11 +42,6 @@ INPUTS = {"scene": ("UINT8", 3), "bg": ("UINT8", 3)}  # name: (datatype, rank), 
 OUTPUTS = {"mask": ("FP32", 2), "depth": ("FP32", 2)}
 
 
-def is_server_url(path: object) -> bool:
-    """True for ``grpc://...`` and ``http://...``: a served model, not a file."""
-    return isinstance(path, str) and path.split("://", 1)[0] in SCHEMES and "://" in path
-
-
 @dataclass(frozen=True)
 class ServerModel:
     """``scheme://host:port/model[/version]``, parsed."""
