@@ -19,7 +19,7 @@ from torch import nn
 
 from maskdepth import __version__
 from maskdepth.runtime.engine_sidecar import engine_info, sidecar_path
-from maskdepth.runtime.errors import MaskDepthError
+from maskdepth.runtime.errors import MaskDepthError, MissingDependencyError
 from maskdepth.runtime.model_info import ModelInfo, read_onnx_info
 from maskdepth.runtime.runners.cuda import parse_device
 from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint, model_from_checkpoint
@@ -98,7 +98,13 @@ def export_triton(checkpoint: str | Path, out: Path, options: ExportOptions) -> 
     if network == "tensorrt":  # the TensorRT (and GPU) the plan is checked against, first
         from .tensorrt_build import load_flavour
 
-        flavour = load_flavour("tensorrt", device=parse_device(options.device)[1])
+        try:
+            flavour = load_flavour("tensorrt", device=parse_device(options.device)[1])
+        except (MaskDepthError, MissingDependencyError) as exc:
+            raise type(exc)(
+                "--triton-network tensorrt: Triton runs plans that tensorrt built on the "
+                f"server's GPU, so the plan is built here with tensorrt ({exc})"
+            ) from None
     staging = out.with_name(f".{out.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     target = network_path(staging, network)
