@@ -61,15 +61,17 @@ def closed_loop(make, clients: int, seconds: float, pairs: list) -> dict:
 
 
 def export_repository(checkpoint: Path, out: Path, size: int | None, max_batch: int) -> Path:
-    from maskdepth.cli import main as cli
+    """``out/repo``: CKPT as a python-network repository (kept from an earlier run)."""
+    from maskdepth.export.pipeline import ExportOptions, export, format_result
 
     repo = out / "repo"
     if not (repo / "maskdepth" / "config.pbtxt").is_file():
-        args = ["export", str(checkpoint), "--format", "triton", "--triton-network", "python"]
-        args += ["--out", str(repo), "--max-batch", str(max_batch), "--parity-count", "16"]
-        args += ["--size", str(size), str(size)] if size else []
-        if cli(args) != 0:
-            raise SystemExit(f"export of {checkpoint} failed")
+        options = ExportOptions(format="triton", triton_network="python", max_batch=max_batch,
+                                parity_count=16, size=(size, size) if size else None)  # fmt: skip
+        made = export(checkpoint, repo, options)
+        print(format_result(made))
+        if made.passed is False:
+            raise SystemExit(f"export of {checkpoint} failed its parity gate")
     return repo
 
 
