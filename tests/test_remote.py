@@ -82,3 +82,22 @@ def test_without_tritonclient_the_runtime_imports_and_a_url_names_the_extra():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "pip install 'maskdepth[triton]'" in done.stdout
+
+
+def test_the_ensembles_config_carries_the_model_info_the_client_reads():
+    from google.protobuf import json_format, text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from maskdepth.export.triton import ensemble_config, pbtxt
+    from maskdepth.runtime.model_info import ModelInfo
+    from maskdepth.runtime.preprocess import Preprocessing
+    from maskdepth.runtime.remote import _model_info
+
+    info = ModelInfo("u2netp-md", Preprocessing(size=(64, 96)), depth_scale_m=7.5)
+    config = text_format.Parse(pbtxt(ensemble_config(info)), model_config_pb2.ModelConfig())
+    served = {"config": json_format.MessageToDict(config, preserving_proto_field_name=True)}
+    target = ServerModel.parse("grpc://server/maskdepth")
+    assert _model_info(target, served) == info
+    bare = text_format.Parse(pbtxt(ensemble_config()), model_config_pb2.ModelConfig())
+    with pytest.raises(MaskDepthError, match="no maskdepth.model_info parameter"):
+        _model_info(target, json_format.MessageToDict(bare, preserving_proto_field_name=True))
