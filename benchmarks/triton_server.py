@@ -88,7 +88,7 @@ class TritonServer:
             f"--http-port={self.http_port}",
             f"--grpc-port={self.grpc_port}",
             "--allow-metrics=false",
-            "--exit-timeout-secs=10",
+            "--exit-timeout-secs=5",
             # python backend shared-memory regions named per server: servers never share one
             f"--backend-config=python,shm-region-prefix-name=maskdepth{os.getpid()}_{self.http_port}_",
             *self.extra_args,
