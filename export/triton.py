@@ -29,6 +29,7 @@ from maskdepth.runtime.engine_sidecar import check_sidecar, read_sidecar, sha256
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.image import write_bytes_atomic
 from maskdepth.runtime.model_info import INPUT_NAMES, OUTPUT_NAMES, ModelInfo
+from maskdepth.runtime.remote import INFO_PARAMETER
 from maskdepth.runtime.runners.cuda import GpuInfo
 from maskdepth.runtime.triton import steps
 from maskdepth.runtime.triton.steps import ENSEMBLE, NET, POST, PRE
@@ -212,8 +213,9 @@ def post_config(info: ModelInfo, settings: TritonSettings) -> dict:
 WARMUP_SIZE = "size"  # REPO/maskdepth_post/warmup/size: Triton reads warm-up files there
 
 
-def ensemble_config() -> dict:
-    """maskdepth: pre -> net -> post, scene and bg in, mask and depth out."""
+def ensemble_config(info: ModelInfo | None = None) -> dict:
+    """maskdepth: pre -> net -> post, scene and bg in, mask and depth out; ``info`` in its
+    parameters (``maskdepth.model_info``: the client, maskdepth.runtime.remote, reads it)."""
 
     def step(model: str, inputs: dict[str, str], outputs: dict[str, str]) -> dict:
         return {
@@ -237,7 +239,8 @@ def ensemble_config() -> dict:
             step(POST, {"net_mask": "net_mask", "net_depth": "net_depth", "size": "size"},
                  {"mask": "mask", "depth": "depth"}),
         ]},
-    }  # fmt: skip
+    } | ({} if info is None else {"parameters": [{"key": INFO_PARAMETER, "value": {
+        "string_value": json.dumps(info.to_dict())}}]})  # fmt: skip
 
 
 # ------------------------------------------------------------------------------ repository
@@ -252,7 +255,7 @@ def write_repository(root: Path, info: ModelInfo, settings: TritonSettings) -> N
     """Write the repository into ``root`` around its network file, already in place
     (:func:`network_path`)."""
     configs = {
-        ENSEMBLE: ensemble_config(),
+        ENSEMBLE: ensemble_config(info),
         PRE: pre_config(info, settings),
         NET: net_config(info, settings),
         POST: post_config(info, settings),

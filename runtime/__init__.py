@@ -18,6 +18,7 @@ _LAZY = {
     "OnnxRuntimeRunner": ".runners.ort",
     "Predictor": ".predictor",
     "Prediction": ".predictor",
+    "RemotePredictor": ".remote",
     "TensorRTRunner": ".runners.tensorrt",
 }
 

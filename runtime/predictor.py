@@ -43,6 +43,7 @@ ImageInput = np.ndarray | str | os.PathLike | bytes
 BACKENDS = ("onnxruntime", "onnxruntime-tensorrt", "tensorrt")
 ENGINE_SUFFIXES = (".engine", ".plan")
 DEFAULT_BATCH = 8
+SERVED = ("grpc://", "http://")  # a model on a Triton server: maskdepth.runtime.remote
 
 
 # ------------------------------------------------------------------------------ results
@@ -165,7 +166,16 @@ class Predictor:
     ``threads``: CPU threads for onnxruntime (default: onnxruntime's). ``backend``: None picks
     by suffix; "onnxruntime", "onnxruntime-tensorrt" (onnxruntime's TensorRT provider) or
     "tensorrt" (a native engine).
+    A URL, ``grpc://HOST:8001/maskdepth`` or ``http://HOST:8000/maskdepth``, gives the client
+    of a model served by Triton Inference Server (:mod:`maskdepth.runtime.remote`).
     """
+
+    def __new__(cls, path: str | os.PathLike, *args, **kwargs) -> Predictor:
+        if cls is Predictor and isinstance(path, str) and path.startswith(SERVED):
+            from . import RemotePredictor  # forwarded by the package: remote builds on this
+
+            cls = RemotePredictor
+        return super().__new__(cls)
 
     def __init__(
         self,
