@@ -105,6 +105,26 @@ class Profile:
             return cls((height, width), max_batch)
         return cls((height, width), max_batch, 1, (stride, stride), (2 * height, 2 * width))
 
+    @classmethod
+    def for_range(
+        cls,
+        size: Sequence[int],
+        min_size: Sequence[int],
+        max_size: Sequence[int],
+        max_batch: int,
+    ) -> Profile:
+        """A refined model's: full-resolution sides from ``min_size`` to ``max_size`` (its
+        RefineInfo), optimal at ``size`` (its full training resolution); one line when
+        ``size`` is outside that range."""
+        opt, low, high = (tuple(int(v) for v in s) for s in (size, min_size, max_size))
+        if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
+            raise MaskDepthError(
+                f"--size {opt[0]} {opt[1]}: outside the model's full-resolution range "
+                f"{low[0]}x{low[1]} to {high[0]}x{high[1]}"
+            )
+        base = cls.for_export(opt, False, max_batch)  # checks --max-batch
+        return cls(base.size, max_batch, 1, low, high)
+
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """``{input: {"min": NCHW, "opt": NCHW, "max": NCHW}}`` for every network input."""
         low, high = self.min_size or self.size, self.max_size or self.size
