@@ -19,6 +19,9 @@ Every value is a string in ``metadata_props``; structured values are JSON. Keys:
     maskdepth.manifest_hash  sha256 of the training data's manifest, or ""
     maskdepth.dynamic        ["batch"] or ["batch", "height", "width"]
     maskdepth.stride         sides must be multiples of it (absent in older files: 32)
+    maskdepth.refine         RefineInfo.to_dict(), only in a refined model's file: the refiner's
+                             kind, the base size the U2-Net runs at inside the graph, and the
+                             full-resolution input range (min/max height and width)
 """
 
 from __future__ import annotations
@@ -49,6 +52,57 @@ OUTPUTS = {
 }
 
 
+def _pair(value: Sequence[int], name: str) -> tuple[int, int]:
+    values = [int(v) for v in value]
+    if len(values) != 2 or min(values) < 1:
+        raise MaskDepthError(f"refine {name} {list(value)}: expected (height, width) >= 1")
+    return values[0], values[1]
+
+
+@dataclass(frozen=True)
+class RefineInfo:
+    """A refined model's facts: the refiner's ``kind``, the ``base_size`` (height, width) the
+    U2-Net runs at inside the graph (each side a multiple of the stride), and the range of
+    full-resolution inputs the graph (and a TensorRT profile) accepts, ``min_size`` to
+    ``max_size``. The model's ``preprocessing.size`` is then the full training resolution."""
+
+    kind: str
+    base_size: tuple[int, int]
+    min_size: tuple[int, int]
+    max_size: tuple[int, int]
+
+    def __post_init__(self) -> None:
+        for name in ("base_size", "min_size", "max_size"):
+            object.__setattr__(self, name, _pair(getattr(self, name), name))
+        if any(lo > hi for lo, hi in zip(self.min_size, self.max_size)):
+            raise MaskDepthError(
+                f"refine range {list(self.min_size)} to {list(self.max_size)}: min above max"
+            )
+
+    def fits(self, size: Sequence[int]) -> bool:
+        """Whether a full-resolution (height, width) is inside the accepted range."""
+        height, width = (int(v) for v in size)
+        low, high = self.min_size, self.max_size
+        return low[0] <= height <= high[0] and low[1] <= width <= high[1]
+
+    def to_dict(self) -> dict:
+        return {
+            "kind": self.kind,
+            "base_size": list(self.base_size),
+            "min_size": list(self.min_size),
+            "max_size": list(self.max_size),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RefineInfo:
+        return cls(
+            kind=str(data["kind"]),
+            base_size=tuple(data["base_size"]),
+            min_size=tuple(data["min_size"]),
+            max_size=tuple(data["max_size"]),
+        )
+
+
 @dataclass(frozen=True)
 class ModelInfo:
     """The config of a maskdepth model: pre-processing, output meaning, depth scale, stride; for
@@ -64,8 +118,11 @@ class ModelInfo:
     inputs: dict = field(default_factory=lambda: dict(INPUTS))
     outputs: dict = field(default_factory=lambda: dict(OUTPUTS))
     stride: int = STRIDE
+    refine: RefineInfo | None = None  # a refined model's base size and input range
 
     def __post_init__(self) -> None:
+        if self.refine is not None:
+            self.check_size(self.refine.base_size)
         if self.precision not in PRECISIONS:
             raise MaskDepthError(
                 f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}"
@@ -111,6 +168,8 @@ class ModelInfo:
             "dynamic": json.dumps(list(self.dynamic)),
             "stride": str(self.stride),
         }
+        if self.refine is not None:  # only then: an unrefined model's file is as it was
+            values["refine"] = json.dumps(self.refine.to_dict())
         return {PREFIX + key: value for key, value in values.items()}
 
     def to_dict(self) -> dict:
@@ -148,9 +207,16 @@ class ModelInfo:
                 inputs=json.loads(values.get("inputs", "{}")) or dict(INPUTS),
                 outputs=json.loads(values.get("outputs", "{}")) or dict(OUTPUTS),
                 stride=int(values.get("stride") or STRIDE),
+                refine=_refine(values.get("refine")),
             )
         except (KeyError, ValueError, TypeError) as exc:
             raise MaskDepthError(f"{source}: damaged maskdepth metadata ({exc})") from None
+
+
+def _refine(value: str | dict | None) -> RefineInfo | None:
+    if not value:
+        return None
+    return RefineInfo.from_dict(json.loads(value) if isinstance(value, str) else value)
 
 
 def read_onnx_info(path: str | os.PathLike | bytes) -> ModelInfo:

@@ -120,7 +120,10 @@ def model_from_checkpoint(ckpt: dict, use_ema: bool = True) -> tuple[nn.Module, 
     model = create_model(name, **options)
     weights = ckpt.get("ema_state_dict") if use_ema else None
     load_weights(model, weights if weights is not None else ckpt["state_dict"], name)
-    return model.eval(), checkpoint_config(ckpt).preprocessing
+    config = checkpoint_config(ckpt)
+    if config.refine is not None:  # a refined model runs its base at the trained base size
+        object.__setattr__(model, "base_size", config.refine.base_size)
+    return model.eval(), config.preprocessing
 
 
 def model_record(model: nn.Module) -> dict:

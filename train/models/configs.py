@@ -13,6 +13,7 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import STRIDE, ModelInfo
 from maskdepth.runtime.preprocess import Preprocessing
 
+TASKS = ("mask", "depth")  # every model's outputs, in this order
 SEED_SIZE = (224, 224)  # the seed's final training size, and the default export size
 
 

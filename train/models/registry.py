@@ -42,11 +42,15 @@ def list_models() -> list[str]:
     return sorted(_BUILDERS)
 
 
-def create_model(name: str, **options) -> nn.Module:
+def create_model(name: str, refine: str | None = None, **options) -> nn.Module:
     """Build a registered model; unknown names and options fail with the ones that exist.
 
-    The model keeps ``name`` and ``options`` (every builder option, defaults included): what a
-    checkpoint records so that :func:`create_model` rebuilds the same model from it.
+    ``refine``: None (the network alone, exactly as before), or a refiner kind ("guided",
+    "conv"): a :class:`~maskdepth.train.models.refiner.RefinedModel` around the network.
+
+    The model keeps ``name`` and ``options`` (every builder option, defaults included, and
+    ``refine`` when set): what a checkpoint records so that :func:`create_model` rebuilds the
+    same model from it.
     """
     _load_families()
     if name not in _BUILDERS:
@@ -63,7 +67,17 @@ def create_model(name: str, **options) -> nn.Module:
     bound = signature.bind(**options)
     bound.apply_defaults()
     model = builder(**options)
+    recorded = dict(bound.arguments)
+    if refine is not None:
+        from .refiner import REFINERS, RefinedModel
+
+        if refine not in REFINERS:
+            raise MaskDepthError(
+                f"model {name}: unknown refine {refine!r}; expected one of {', '.join(REFINERS)}"
+            )
+        model = RefinedModel(model, refine)
+        recorded["refine"] = refine
     # plain attributes beside the module's own (nn.Module.__setattr__ keeps them as such)
     object.__setattr__(model, "name", name)
-    object.__setattr__(model, "options", dict(bound.arguments))
+    object.__setattr__(model, "options", recorded)
     return model

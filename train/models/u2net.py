@@ -14,9 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .configs import TASKS
 from .registry import register_model
-
-TASKS = ("mask", "depth")
 
 
 @dataclass(frozen=True)
@@ -216,16 +215,28 @@ class U2NetMD(nn.Module):
 
 class InferenceModel(nn.Module):
     """The exported form: normalised ``bg`` and ``scene`` in, the fused ``mask`` and ``depth``
-    probabilities out (each (B, 1, H, W))."""
+    probabilities out (each (B, 1, H, W)).
 
-    def __init__(self, model: nn.Module) -> None:
-        """``model``: a registered model (a U2NetMD), called on ``cat([bg, scene])``; its
-        ``"mask"`` and ``"depth"`` outputs start with the fused logits."""
+    A refined model (one with a ``refiner``) takes ``bg`` and ``scene`` at full resolution,
+    shrinks them to its base size inside (constant sizes: ``base_size`` or the model's
+    ``base_size`` attribute) and gives the refined probabilities at full resolution."""
+
+    def __init__(self, model: nn.Module, base_size: tuple[int, int] | None = None) -> None:
+        """``model``: a registered model (a U2NetMD or a RefinedModel), called on
+        ``cat([bg, scene])``; its ``"mask"`` and ``"depth"`` outputs start with the fused (for
+        a refined model: refined) logits."""
         super().__init__()
         self.model = model
+        self.base_size: tuple[int, int] | None = None
+        if getattr(model, "refiner", None) is not None:
+            size = base_size or getattr(model, "base_size", None)
+            if size is None:
+                raise ValueError("a refined model's exported form needs its base_size")
+            self.base_size = (int(size[0]), int(size[1]))
 
     def forward(self, bg: torch.Tensor, scene: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        outputs = self.model(torch.cat([bg, scene], dim=1))
+        x = torch.cat([bg, scene], dim=1)
+        outputs = self.model(x) if self.base_size is None else self.model(x, self.base_size)
         return torch.sigmoid(outputs["mask"][0]), torch.sigmoid(outputs["depth"][0])
 
 
