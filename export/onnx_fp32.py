@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import onnx
@@ -44,9 +45,22 @@ def dynamic_axes(dynamic: tuple[str, ...]) -> dict[str, dict[int, str]]:
 
 
 def export_graph(model: nn.Module, info: ModelInfo, opset: int) -> onnx.ModelProto:
-    """Trace ``model`` (a zoo model in eval mode) into an ONNX graph with the metadata inside."""
-    height, width = info.check_size(info.size)  # the model config's stride rule
-    wrapped = InferenceModel(model).eval()
+    """Trace ``model`` (a zoo model in eval mode) into an ONNX graph with the metadata inside.
+
+    A refined model (``info.refine``) is traced at its full training size with dynamic height
+    and width. Its Resize to the base size has sizes ``Concat(Shape(x)[0:2], CONSTANT (h,
+    w))``: the height and width an initializer, batch and channels the input's. Not the
+    constant ``(h, w)`` on opset 18's ``axes``: TensorRT for RTX 1.7's parser refuses a Resize
+    with ``axes`` ("axis 0 with inherently negative length"), while these sizes are shape
+    tensors TensorRT resolves per profile (what it refuses are data-dependent scales)."""
+    refine = info.refine
+    if refine is None:
+        height, width = info.check_size(info.size)  # the model config's stride rule
+        wrapped = InferenceModel(model).eval()
+    else:  # the base size was checked by ModelInfo; the full size is free
+        height, width = info.size
+        wrapped = InferenceModel(model, base_size=refine.base_size).eval()
+        info = replace(info, dynamic=("batch", "height", "width"))
     example = tuple(torch.zeros(1, 3, height, width) for _ in INPUT_NAMES)
     with tempfile.TemporaryDirectory() as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer warnings

@@ -1,3 +1,4 @@
+# long file: the Predictor, its inputs and results, the background cache and the runner it opens.
 """The deployable API: ``Predictor(path).predict(scene, bg=bg)`` -> mask and depth at its size.
 
 A Predictor owns one model file and everything around it: it reads the pre-processing from the
@@ -33,7 +34,8 @@ import numpy as np
 from .errors import MaskDepthError
 from .image import as_rgb, decode_image, read_image
 from .model_info import INPUT_NAMES, OUTPUT_NAMES, ModelInfo
-from .preprocess import Preprocessing, prepare_background, prepare_scene, resize_map
+from .preprocess import prepare_background, prepare_scene, resize_map
+from .refine_layout import layout, prepare_padded
 from .runners.base import batch_limits
 from .runners.cuda import parse_device
 from .visualize import depth_colormap, mask_overlay
@@ -97,15 +99,18 @@ def _is_one_image(value) -> bool:
     )
 
 
+PrepareBackground = Callable[..., np.ndarray]  # (rgb, scene_size, out=None) -> (3, H, W)
+
+
 class _Background:
     """A fixed camera's background: its RGB pixels and, per scene size, its normalised planes
     (and batches of them) so that it is prepared once, not once per scene."""
 
     PLANES_KEPT, TILES_KEPT = 8, 4
 
-    def __init__(self, rgb: np.ndarray, pre: Preprocessing) -> None:
+    def __init__(self, rgb: np.ndarray, prepare: PrepareBackground) -> None:
         self.rgb = rgb
-        self.pre = pre
+        self.prepare = prepare
         self._planes: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._tiles: OrderedDict[tuple, object] = OrderedDict()
         self._lock = threading.Lock()
@@ -129,7 +134,7 @@ class _Background:
             return self._cached(self._tiles, (scene_size, count), self.TILES_KEPT, make)
 
     def _prepare(self, scene_size: tuple[int, int]) -> np.ndarray:
-        planes = prepare_background(self.rgb, scene_size, self.pre)
+        planes = self.prepare(self.rgb, scene_size)
         planes.flags.writeable = False
         return planes
 
@@ -149,6 +154,11 @@ class _Background:
 
 class Predictor:
     """One model file on one device, with its pre- and post-processing.
+
+    A refined model (``info.refine``) is fed the frame at full resolution, padded to its base
+    size's aspect and scaled into the graph's accepted range
+    (:mod:`maskdepth.runtime.refine_layout` says why padding); its outputs are cropped back to
+    the frame. Other models see the frame resized to their size, as always.
 
     ``path``: a ``.onnx`` file exported by maskdepth, or a TensorRT ``.engine`` with its
     sidecar. ``device``: "auto" (a GPU when the backend has one and there is one), "cpu",
@@ -217,7 +227,7 @@ class Predictor:
         """Fix the background for ``predict(scene)`` and ``predict_batch(scenes)``; it is
         prepared once per scene size and reused. None forgets it."""
         self._background = (
-            None if bg is None else _Background(load_rgb(bg, "bg"), self.info.preprocessing)
+            None if bg is None else _Background(load_rgb(bg, "bg"), self._prepare_background)
         )
 
     def predict(self, scene: ImageInput, *, bg: ImageInput | None = None) -> Prediction:
@@ -265,7 +275,7 @@ class Predictor:
             background = self._fixed_background()
             return ((background, scene, i) for i, scene in enumerate(scenes))
         if _is_one_image(bgs):
-            background = _Background(load_rgb(bgs, "bg"), self.info.preprocessing)
+            background = _Background(load_rgb(bgs, "bg"), self._prepare_background)
             return ((background, scene, i) for i, scene in enumerate(scenes))
         return _zip_exact(bgs, scenes)
 
@@ -282,31 +292,51 @@ class Predictor:
 
     def _run(self, pairs: list[tuple]) -> list[Prediction]:
         """Pre-process a list of (bg or _Background, scene RGB), run once, post-process."""
-        pre = self.info.preprocessing
+        if self.info.refine is not None and len({s.shape[:2] for _, s in pairs}) > 1:
+            return [p for pair in pairs for p in self._run([pair])]  # one feed size per run
+        size = self._feed_size(pairs[0][1].shape[:2])
         count = len(pairs)
         padded = max(count, self._min_batch or count)
-        scenes = np.empty((padded, 3, *pre.size), np.float32)
+        scenes = np.empty((padded, 3, *size), np.float32)
         for slot, (_, scene) in enumerate(pairs):
-            prepare_scene(scene, pre, scenes[slot])
+            self._prepare_scene(scene, scenes[slot])
         scenes[count:] = scenes[0]  # a model with a smallest batch gets copies of the first
-        feed = {"bg": self._bg_feed(pairs, padded), "scene": scenes}
+        feed = {"bg": self._bg_feed(pairs, padded, size), "scene": scenes}
         outputs = self._runner.infer(feed)
         return [self._result(outputs, slot, scene) for slot, (_, scene) in enumerate(pairs)]
 
-    def _bg_feed(self, pairs: list[tuple], padded: int):
-        pre = self.info.preprocessing
+    def _feed_size(self, scene_size: tuple[int, int]) -> tuple[int, int]:
+        refine = self.info.refine
+        return self.info.size if refine is None else layout(scene_size, refine).feed
+
+    def _prepare_scene(self, scene: np.ndarray, out: np.ndarray) -> None:
+        pre, refine = self.info.preprocessing, self.info.refine
+        if refine is None:
+            prepare_scene(scene, pre, out)
+        else:
+            prepare_padded(scene, None, pre, refine, out)
+
+    def _prepare_background(
+        self, bg: np.ndarray, scene_size: tuple[int, int], out: np.ndarray | None = None
+    ) -> np.ndarray:
+        pre, refine = self.info.preprocessing, self.info.refine
+        if refine is None:
+            return prepare_background(bg, scene_size, pre, out)
+        return prepare_padded(bg, scene_size, pre, refine, out)
+
+    def _bg_feed(self, pairs: list[tuple], padded: int, size: tuple[int, int]):
         first_bg, first_scene = pairs[0]
-        size = first_scene.shape[:2]
+        scene_size = first_scene.shape[:2]
         if isinstance(first_bg, _Background) and all(
-            bg is first_bg and scene.shape[:2] == size for bg, scene in pairs
+            bg is first_bg and scene.shape[:2] == scene_size for bg, scene in pairs
         ):
-            return first_bg.tile(size, padded, self._to_device)
-        bgs = np.empty((padded, 3, *pre.size), np.float32)
+            return first_bg.tile(scene_size, padded, self._to_device)
+        bgs = np.empty((padded, 3, *size), np.float32)
         for slot, (bg, scene) in enumerate(pairs):
             if isinstance(bg, _Background):
                 bgs[slot] = bg.planes(scene.shape[:2])
             else:
-                prepare_background(bg, scene.shape[:2], pre, bgs[slot])
+                self._prepare_background(bg, scene.shape[:2], bgs[slot])
         bgs[len(pairs) :] = bgs[0]
         return bgs
 
@@ -316,9 +346,13 @@ class Predictor:
 
     def _result(self, outputs: dict, slot: int, scene: np.ndarray) -> Prediction:
         size = scene.shape[:2]
+        refine = self.info.refine
+        content = None if refine is None else layout(size, refine).content
         maps = {}
         for name in OUTPUT_NAMES:
             values = np.asarray(outputs[name][slot, 0], np.float32)
+            if content is not None:  # the frame's part of a padded feed
+                values = values[: content[0], : content[1]]
             maps[name] = np.clip(resize_map(values, size), 0.0, 1.0)  # a new array, no alias
         return Prediction(maps["mask"], maps["depth"], scene, self.info.depth_scale_m)
 
