@@ -114,16 +114,10 @@ class Profile:
         max_batch: int,
     ) -> Profile:
         """A refined model's: full-resolution sides from ``min_size`` to ``max_size`` (its
-        RefineInfo), optimal at ``size`` (its full training resolution); one line when
-        ``size`` is outside that range."""
-        opt, low, high = (tuple(int(v) for v in s) for s in (size, min_size, max_size))
-        if not all(a <= b <= c for a, b, c in zip(low, opt, high)):
-            raise MaskDepthError(
-                f"--size {opt[0]} {opt[1]}: outside the model's full-resolution range "
-                f"{low[0]}x{low[1]} to {high[0]}x{high[1]}"
-            )
-        base = cls.for_export(opt, False, max_batch)  # checks --max-batch
-        return cls(base.size, max_batch, 1, low, high)
+        RefineInfo), optimal at ``size`` (its full training resolution, inside the range)."""
+        opt = cls.for_export((int(size[0]), int(size[1])), False, max_batch)  # checks max_batch
+        low, high = (int(min_size[0]), int(min_size[1])), (int(max_size[0]), int(max_size[1]))
+        return cls(opt.size, max_batch, 1, low, high)
 
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """``{input: {"min": NCHW, "opt": NCHW, "max": NCHW}}`` for every network input."""
