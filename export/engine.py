@@ -83,8 +83,17 @@ def profile_for(info: ModelInfo, options: ExportOptions) -> Profile:
         raise MaskDepthError(
             "--dynamic: the ONNX file has a fixed height and width; export it with --dynamic"
         )
-    dynamic = options.dynamic or "height" in info.dynamic
-    return Profile.for_export(info.size, dynamic, options.max_batch, info.stride)
+    return model_profile(info, options.dynamic or "height" in info.dynamic, options.max_batch)
+
+
+def model_profile(info: ModelInfo, dynamic: bool, max_batch: int) -> Profile:
+    """The profile of a plan of ``info``'s graph: a refined model's full-resolution range
+    (RefineInfo's min_size, the training resolution, max_size) whatever ``dynamic`` says;
+    otherwise ``--size`` alone or, ``dynamic``, from one stride to twice it."""
+    if info.refine is not None:
+        refine = info.refine
+        return Profile.for_range(info.size, refine.min_size, refine.max_size, max_batch)
+    return Profile.for_export(info.size, dynamic, max_batch, info.stride)
 
 
 def build_engine_from_onnx(onnx_path: Path, out: Path, max_batch: int = 8) -> ExportResult:
@@ -93,7 +102,7 @@ def build_engine_from_onnx(onnx_path: Path, out: Path, max_batch: int = 8) -> Ex
     flavour = load_flavour()
     start = time.perf_counter()
     info = read_onnx_info(onnx_path)
-    profile = Profile.for_export(info.size, False, max_batch, info.stride)
+    profile = model_profile(info, False, max_batch)
     build_engine(onnx_path, out, BuildSettings(flavour, profile, progress=False), info)
     seconds = {"build_engine": time.perf_counter() - start}
     return ExportResult(out, None, None, seconds, f"{flavour.name} {flavour.version}")

@@ -25,12 +25,14 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 
 from .onnx_fp32 import set_metadata
-from .options import BLOCKS, METHODS, TARGETS
+from .options import BLOCKS, METHODS, NETWORK_SCOPES, TARGETS
 
 
 def excluded_nodes(graph: onnx.ModelProto, blocks: Iterable[str]) -> list[str]:
     """The names of ``graph``'s nodes inside ``blocks`` (left in float by the quantizer)."""
-    prefixes = tuple(p for block in blocks for p in BLOCKS[block])
+    prefixes = tuple(
+        scope + path for block in blocks for path in BLOCKS[block] for scope in NETWORK_SCOPES
+    )
     return [n.name for n in graph.graph.node if prefixes and n.name.startswith(prefixes)]
 
 

@@ -40,18 +40,24 @@ def _tolerance(text: str) -> dict[str, float]:
         ) from None
 
 
-# The network's blocks by node-name prefix in the exported graph: the unit of --int8-exclude and
-# of the sensitivity sweep (benchmarks/scripts/int8_sensitivity.py). Both decoders share a block.
+# The network's blocks by node-name path inside the exported graph, under one of NETWORK_SCOPES
+# (a plain model's U2-Net is "/model/", a refined model's "/model/base/"): the unit of
+# --int8-exclude and of the sensitivity sweep (benchmarks/scripts/int8_sensitivity.py). Both
+# decoders share a block; "refiner" is a refined model's refiner (nothing in a plain model).
+NETWORK_SCOPES = ("/model/", "/model/base/")
 BLOCKS: dict[str, tuple[str, ...]] = {
-    "first": ("/model/encoder/stages.0/project/",),
-    **{f"encoder.{i}": (f"/model/encoder/stages.{i}/",) for i in range(6)},
-    **{f"decoder.{i}": tuple(f"/model/decoders.{d}/stages.{i}/" for d in (0, 1)) for i in range(5)},
-    "sides": tuple(f"/model/decoders.{d}/sides." for d in (0, 1)),
-    "fuse": tuple(f"/model/decoders.{d}/fuse/" for d in (0, 1)),
+    "first": ("encoder/stages.0/project/",),
+    **{f"encoder.{i}": (f"encoder/stages.{i}/",) for i in range(6)},
+    **{f"decoder.{i}": tuple(f"decoders.{d}/stages.{i}/" for d in (0, 1)) for i in range(5)},
+    "sides": tuple(f"decoders.{d}/sides." for d in (0, 1)),
+    "fuse": tuple(f"decoders.{d}/fuse/" for d in (0, 1)),
+    "refiner": ("refiner/",),
 }
 # What --int8-exclude auto keeps in float: chosen by the sweep (README, Export). Empty: on the
 # models measured, no block's float copy moved IoU or RMSE by more than the sweep's noise.
 AUTO_EXCLUDE: tuple[str, ...] = ()
+# A refined model's: its refiner kept in float (measured: README, Export).
+AUTO_EXCLUDE_REFINED: tuple[str, ...] = ("refiner",)
 
 
 def parse_exclude(text: str) -> tuple[str, ...]:
@@ -114,7 +120,7 @@ class ExportOptions:
         metavar="auto|none|BLOCK[,BLOCK]",
         convert=_exclude,
         help="blocks kept in float in an INT8 file (first, encoder.0-5, decoder.0-4, sides, "
-        "fuse); auto: the sensitivity sweep's choice",
+        "fuse, refiner); auto: the sensitivity sweep's choice",
     )
     parity_count: int = option(
         MIN_PARITY_SAMPLES, type=positive, help="held-out samples in the parity check"

@@ -27,7 +27,13 @@ from maskdepth.train.checkpoint import checkpoint_config, load_checkpoint, model
 from .engine import check_engine_request, export_engine
 from .gate import ExportResult, Reference, failed_name, gate, pending
 from .onnx_fp32 import check_opset, export_graph, save_model
-from .options import AUTO_EXCLUDE, FORMATS, MIN_PARITY_SAMPLES, ExportOptions
+from .options import (
+    AUTO_EXCLUDE,
+    AUTO_EXCLUDE_REFINED,
+    FORMATS,
+    MIN_PARITY_SAMPLES,
+    ExportOptions,
+)
 from .parity import reference_runner
 from .samples import HeldOut, held_out_samples
 from .triton import TritonSettings
@@ -174,12 +180,29 @@ def model_info(ckpt: dict, options: ExportOptions) -> ModelInfo:
             )
         return info
     config = checkpoint_config(ckpt)
+    dynamic = options.dynamic or config.refine is not None  # a refined graph: always
     return replace(
-        config.with_size(options.size or config.size),
+        _at_size(config, options.size or config.size),
         precision="fp32",
-        dynamic=("batch", "height", "width") if options.dynamic else ("batch",),
+        dynamic=("batch", "height", "width") if dynamic else ("batch",),
         version=__version__,
     )
+
+
+def _at_size(config: ModelInfo, size: tuple[int, int]) -> ModelInfo:
+    """``config`` at ``--size``: a multiple of the stride, or for a refined model (whose base
+    runs at its constant base size) any full-resolution size inside its range."""
+    refine = config.refine
+    if refine is None:
+        return config.with_size(size)
+    if not refine.fits(size):
+        low, high = refine.min_size, refine.max_size
+        raise MaskDepthError(
+            f"--size {size[0]} {size[1]}: outside {config.model}'s full-resolution range, "
+            f"{low[0]}x{low[1]} to {high[0]}x{high[1]} (height x width)"
+        )
+    at = (int(size[0]), int(size[1]))
+    return replace(config, preprocessing=replace(config.preprocessing, size=at))
 
 
 def export_onnx(
@@ -197,7 +220,7 @@ def export_onnx(
         seconds[f"convert_{precision}"] = time.perf_counter() - start
     with pending(out) as path:
         save_model(graph, path)
-        return gate_onnx(path, out, options, reference, seconds)
+        return gate_onnx(path, out, options, reference, seconds, _float_blocks(info, options))
 
 
 def convert(
@@ -216,16 +239,18 @@ def convert(
     if calibration is None:
         raise MaskDepthError("an INT8 graph is calibrated on held-out samples, and none were given")
     feeds = (batch.feed for batch in calibration.batches(1))
-    exclude = AUTO_EXCLUDE if options.int8_exclude is None else options.int8_exclude
+    exclude = int8_float_blocks(info, options)[0]
     return to_int8(
         graph, info, feeds, len(calibration), options.calib_method, options.int8_target, exclude
     )
 
 
 def gate_onnx(
-    candidate: Path, out: Path, options: ExportOptions, reference: Reference, seconds: dict
-) -> ExportResult:
-    """Gate ``candidate`` through onnxruntime (see :func:`gate.gate`)."""
+    candidate: Path, out: Path, options: ExportOptions, reference: Reference, seconds: dict,
+    report: dict,
+) -> ExportResult:  # fmt: skip
+    """Gate ``candidate`` through onnxruntime (see :func:`gate.gate`); ``report``: more
+    entries for the parity report."""
     from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
 
     precision = options.precision_of_graph
@@ -233,7 +258,7 @@ def gate_onnx(
     runner = OnnxRuntimeRunner(candidate, device=options.device, tf32=False)  # fp32 is fp32
     result = gate(
         candidate, out, runner, reference, precision, options, seconds,
-        int8_target=target, **_float_blocks(precision, options),
+        int8_target=target, **report,
     )  # fmt: skip
     result.note = INT8_FOR_TENSORRT_NOTE if target == "tensorrt" else ""
     return result
@@ -258,15 +283,22 @@ def _checks_parity_here(options: ExportOptions) -> bool:
     return gpu_info(parse_device(options.device)[1]) is not None
 
 
-def _float_blocks(precision: str, options: ExportOptions) -> dict:
-    """For the parity report: which blocks an INT8 file keeps in float, and why."""
+def int8_float_blocks(info: ModelInfo, options: ExportOptions) -> tuple[tuple[str, ...], str]:
+    """The blocks an INT8 file keeps in float, and why: ``--int8-exclude``'s, or auto's (a
+    refined model's its own, :data:`AUTO_EXCLUDE_REFINED`)."""
+    if options.int8_exclude is not None:
+        return options.int8_exclude, "--int8-exclude"
+    if info.refine is not None:
+        return AUTO_EXCLUDE_REFINED, "--int8-exclude auto: a refined model's refiner in float"
+    return AUTO_EXCLUDE, "--int8-exclude auto: the sensitivity sweep's choice"
 
-    if precision != "int8":
+
+def _float_blocks(info: ModelInfo, options: ExportOptions) -> dict:
+    """For the parity report: which blocks an INT8 file keeps in float, and why."""
+    if options.precision_of_graph != "int8":
         return {}
-    chosen = options.int8_exclude is not None
-    blocks = options.int8_exclude if chosen else AUTO_EXCLUDE
-    why = "--int8-exclude" if chosen else "--int8-exclude auto: the sensitivity sweep's choice"
-    return {"float_blocks": list(blocks or ()), "float_blocks_why": why}
+    blocks, why = int8_float_blocks(info, options)
+    return {"float_blocks": list(blocks), "float_blocks_why": why}
 
 
 def _samples(

@@ -105,6 +105,20 @@ class Profile:
             return cls((height, width), max_batch)
         return cls((height, width), max_batch, 1, (stride, stride), (2 * height, 2 * width))
 
+    @classmethod
+    def for_range(
+        cls,
+        size: Sequence[int],
+        min_size: Sequence[int],
+        max_size: Sequence[int],
+        max_batch: int,
+    ) -> Profile:
+        """A refined model's: full-resolution sides from ``min_size`` to ``max_size`` (its
+        RefineInfo), optimal at ``size`` (its full training resolution, inside the range)."""
+        opt = cls.for_export((int(size[0]), int(size[1])), False, max_batch)  # checks max_batch
+        low, high = (int(min_size[0]), int(min_size[1])), (int(max_size[0]), int(max_size[1]))
+        return cls(opt.size, max_batch, 1, low, high)
+
     def shapes(self) -> dict[str, dict[str, tuple[int, ...]]]:
         """``{input: {"min": NCHW, "opt": NCHW, "max": NCHW}}`` for every network input."""
         low, high = self.min_size or self.size, self.max_size or self.size
