@@ -78,8 +78,20 @@ def export_graph(model: nn.Module, info: ModelInfo, opset: int) -> onnx.ModelPro
         )
         graph = onnx.load(str(path))
     graph = slim(graph)
+    one_channel_outputs(graph)
     set_metadata(graph, info)
     return graph
+
+
+def one_channel_outputs(graph: onnx.ModelProto) -> None:
+    """Write the outputs' channel dimension (1, as OUTPUTS says) where the exporter could not
+    infer it (a refined model's box filters): a server's config (Triton) checks dims against
+    the graph's. An unrefined graph has it already and is left as it is."""
+    for output in graph.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if len(dims) == 4 and not dims[1].HasField("dim_value"):
+            dims[1].Clear()
+            dims[1].dim_value = 1
 
 
 def slim(graph: onnx.ModelProto) -> onnx.ModelProto:

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from maskdepth.cli import main
+from maskdepth.runtime import Predictor
 from maskdepth.runtime.model_info import RefineInfo, read_onnx_info
 from maskdepth.train.checkpoint import (
     checkpoint_config,
@@ -190,3 +191,37 @@ def test_a_plain_model_exports_as_before(tiny_checkpoint, tmp_path):
     assert profile_for(info, options) == Profile.for_export(info.size, False, 8, info.stride)
     dynamic = replace(info, dynamic=("batch", "height", "width"))
     assert profile_for(dynamic, options) == Profile.for_export(info.size, True, 8, info.stride)
+
+
+def test_a_refined_models_triton_repository_serves_full_resolution_frames(
+    refined, exported, tmp_path
+):
+    """The served pre- and post-processing of a refined model is the Predictor's (padded to the
+    base aspect, full resolution, cropped back): the in-process chain of the repository's own
+    steps equals Predictor.predict on a 16:9 frame and on a square one."""
+    from maskdepth.export.triton_check import check_repository
+    from maskdepth.runtime.runners.ort import OnnxRuntimeRunner
+    from maskdepth.runtime.triton import steps
+
+    repo = tmp_path / "repo"
+    args = ["export", str(refined), "--from", str(exported["onnx"]), "--format", "triton"]
+    assert main([*args, "--out", str(repo), "--triton-network", "python", "--max-batch", "4"]) == 0
+    check_repository(repo)  # raises, listing every problem
+    info = steps.read_info(repo / "maskdepth_pre")
+    assert info.refine == REFINE
+    rng = np.random.default_rng(3)
+    with Predictor(exported["onnx"], device="cpu") as predictor:
+        for size in [(72, 128), (96, 96)]:
+            bg = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            scene = bg.copy()
+            scene[size[0] // 4 : size[0] // 2, size[1] // 3 : size[1] // 2] = 250
+            prepared = steps.preprocess(info, scene, bg)
+            assert prepared["net_scene"].shape[2:] == predictor._feed_size(size)
+            feed = {"bg": prepared["net_bg"], "scene": prepared["net_scene"]}
+            with OnnxRuntimeRunner(repo / "maskdepth_net" / "1" / "model.onnx") as runner:
+                (result,) = steps.run_network(runner, [feed])
+            served = steps.postprocess(info, result["mask"], result["depth"], prepared["size"])
+            expected = predictor.predict(scene, bg=bg)
+            for name in ("mask", "depth"):
+                assert served[name].shape == size
+                np.testing.assert_allclose(served[name], getattr(expected, name), atol=1e-5)
