@@ -24,6 +24,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,11 +109,25 @@ def ensure_env(
         return _load(folder)
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / f"{folder.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+        _lock(lock, time.monotonic() + 3 * PIP_TIMEOUT_S)  # another build: at most its pips
         if not (folder / READY).is_file():
             shutil.rmtree(folder, ignore_errors=True)
             _build(folder, python, project)
     return _load(folder)
+
+
+def _lock(file, deadline: float) -> None:
+    """An exclusive lock on ``file``, waiting for another build until ``deadline``."""
+    while True:
+        try:
+            fcntl.flock(file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise TritonEnvError(
+                    f"{file.name}: another build holds it; remove it if none runs"
+                ) from None
+            time.sleep(1.0)
 
 
 def _load(folder: Path) -> TritonEnv:

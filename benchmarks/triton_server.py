@@ -110,7 +110,7 @@ class TritonServer:
             if self._wait_ready(began + self.start_timeout_s):
                 self.start_s = time.monotonic() - began
                 return self
-            self._process = None  # exited: "already in use", try new ports
+            self.stop()  # exited: "already in use"; end its stubs too, try new ports
         raise TritonServerError(f"no free ports after {PORT_TRIES} tries: {self._tail()}")
 
     def _wait_ready(self, deadline: float) -> bool:

@@ -164,8 +164,10 @@ def _net_kind(settings: TritonSettings) -> str:
 
 
 def pre_config(info: ModelInfo, settings: TritonSettings) -> dict:
-    """maskdepth_pre: one request at a time (any image size), so no batching of its own."""
+    """maskdepth_pre: one request at a time (any image size), so no batching of its own. Its
+    planes have the net's dims (a refined model's change with the frame: -1)."""
     height, width = info.size
+    planes = [1, *net_dims(info)[0]]
     image = [-1, -1, 3]
     return {
         "name": PRE,
@@ -173,8 +175,8 @@ def pre_config(info: ModelInfo, settings: TritonSettings) -> dict:
         "max_batch_size": 0,
         "input": [_tensor(name, "TYPE_UINT8", image) for name in (steps.SCENE, steps.BG)],
         "output": [
-            _tensor("net_bg", "TYPE_FP32", [1, 3, height, width]),
-            _tensor("net_scene", "TYPE_FP32", [1, 3, height, width]),
+            _tensor("net_bg", "TYPE_FP32", planes),
+            _tensor("net_scene", "TYPE_FP32", planes),
             _tensor("size", "TYPE_INT32", [2]),
         ],
         "instance_group": _instances(settings.instances, "KIND_CPU"),
@@ -186,8 +188,7 @@ def pre_config(info: ModelInfo, settings: TritonSettings) -> dict:
 
 def post_config(info: ModelInfo, settings: TritonSettings) -> dict:
     """maskdepth_post: the maps back at the scene's size (the ``size`` pre passed on)."""
-    height, width = info.size
-    maps = [1, 1, height, width]
+    maps, example = [1, *net_dims(info)[1]], [1, 1, *info.size]
     return {
         "name": POST,
         "backend": "python",
@@ -201,8 +202,8 @@ def post_config(info: ModelInfo, settings: TritonSettings) -> dict:
         "instance_group": _instances(settings.instances, "KIND_CPU"),
         "model_warmup": [
             _warmup({
-                "net_mask": _zeros("TYPE_FP32", maps),
-                "net_depth": _zeros("TYPE_FP32", maps),
+                "net_mask": _zeros("TYPE_FP32", example),
+                "net_depth": _zeros("TYPE_FP32", example),
                 "size": {"data_type": Enum("TYPE_INT32"), "dims": [2],
                          "input_data_file": WARMUP_SIZE},
             })

@@ -55,8 +55,9 @@ docker run --rm --gpus all -p 8000:8000 -p 8001:8001 -p 8002:8002 \\
            tritonserver --model-repository /models'
 ```
 
-(`REPO` is this folder; leave out `--gpus all` on a machine without a GPU: only
-`--triton-network python` serves there.) numpy must stay below 2 in the python backend's
+(`REPO` is this folder; leave out `--gpus all` on a machine without a GPU: the python network
+and onnxruntime at fp32 run on its CPU, a TensorRT plan and onnxruntime's TensorRT accelerator
+(fp16, INT8) need a GPU.) numpy must stay below 2 in the python backend's
 environment: with numpy 2 its responses fail ("output tensor shape does not match size of
 output").
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from maskdepth.runtime.errors import MaskDepthError
@@ -82,6 +83,14 @@ def device_choice(text: str) -> str:
     except MaskDepthError:
         raise argparse.ArgumentTypeError(f"{EXPECTED_DEVICE}, got {text!r}") from None
     return text
+
+
+def model_source(text: str) -> str | Path:
+    """argparse type: an exported model file, or a Triton server's model as a URL
+    (``grpc://HOST:8001/maskdepth``, ``http://...``), kept as text (a Path would fold ``//``)."""
+    from maskdepth.runtime.predictor import SERVED
+
+    return text if text.startswith(SERVED) else Path(text)
 
 
 def positive(text: str) -> int:

@@ -238,11 +238,12 @@ def batch_sums(
     eps: float = DEPTH_EPS,
 ) -> np.ndarray:
     """The accumulator's sums (float64, in ``SUM_FIELDS`` order) for one batch."""
-    edges = boundary_f(mask_pred, mask_true, threshold)
+    masks = (mask_pred, mask_true)
     mask_pred, mask_true, _ = _flatten(mask_pred, mask_true, "mask")
     depth_pred, depth_true, _ = _flatten(depth_pred, depth_true, "depth")
     if len(mask_pred) != len(depth_pred):
         raise MaskDepthError(f"{len(mask_pred)} masks but {len(depth_pred)} depth maps")
+    edges = boundary_f(*masks, threshold)
     inter, pred_area, true_area = _areas(mask_pred, mask_true, threshold)
     union = pred_area + true_area - inter
     error = depth_pred - depth_true

@@ -8,7 +8,7 @@ flags repeated at load time.
 Every value is a string in ``metadata_props``; structured values are JSON. Keys::
 
     maskdepth.format         "maskdepth-model" (how the runtime recognises its own files)
-    maskdepth.format_version "1"
+    maskdepth.format_version "1" ("2" for a refined model: older runtimes refuse it)
     maskdepth.version        maskdepth version that exported the file
     maskdepth.model          model name in the zoo, e.g. "u2netp-md"
     maskdepth.precision      "fp32" | "fp16" | "int8"
@@ -36,7 +36,10 @@ from .errors import MaskDepthError
 from .preprocess import Preprocessing
 
 FORMAT = "maskdepth-model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # the newest this runtime reads
+# A refined model's file says 2, so that a runtime from before the refiner refuses it ("upgrade")
+# instead of running it on frames squashed to its size; every other file still says 1.
+PLAIN_FORMAT_VERSION, REFINED_FORMAT_VERSION = 1, 2
 PREFIX = "maskdepth."
 PRECISIONS = ("fp32", "fp16", "int8")
 STRIDE = 32  # the U2-Net family pools five times by 2: sides that are multiples of 32 export
@@ -156,7 +159,9 @@ class ModelInfo:
         """The ``metadata_props`` entries (all strings)."""
         values = {
             "format": FORMAT,
-            "format_version": str(FORMAT_VERSION),
+            "format_version": str(
+                PLAIN_FORMAT_VERSION if self.refine is None else REFINED_FORMAT_VERSION
+            ),
             "version": self.version,
             "model": self.model,
             "precision": self.precision,

@@ -206,7 +206,7 @@ def test_a_refined_models_triton_repository_serves_full_resolution_frames(
     repo = tmp_path / "repo"
     args = ["export", str(refined), "--from", str(exported["onnx"]), "--format", "triton"]
     assert main([*args, "--out", str(repo), "--triton-network", "python", "--max-batch", "4"]) == 0
-    check_repository(repo)  # raises, listing every problem
+    configs = check_repository(repo)  # raises, listing every problem
     info = steps.read_info(repo / "maskdepth_pre")
     assert info.refine == REFINE
     rng = np.random.default_rng(3)
@@ -216,7 +216,14 @@ def test_a_refined_models_triton_repository_serves_full_resolution_frames(
             scene = bg.copy()
             scene[size[0] // 4 : size[0] // 2, size[1] // 3 : size[1] // 2] = 250
             prepared = steps.preprocess(info, scene, bg)
-            assert prepared["net_scene"].shape[2:] == predictor._feed_size(size)
+            feed = predictor._feed_size(size)
+            assert prepared["net_scene"].shape[2:] == feed
+            # what a server checks each step's tensors against: a refined feed varies
+            for dims in (
+                configs["maskdepth_pre"].output[0].dims,
+                configs["maskdepth_post"].input[0].dims,
+            ):
+                assert all(d in (-1, f) for d, f in zip(list(dims)[2:], feed)), list(dims)
             feed = {"bg": prepared["net_bg"], "scene": prepared["net_scene"]}
             with OnnxRuntimeRunner(repo / "maskdepth_net" / "1" / "model.onnx") as runner:
                 (result,) = steps.run_network(runner, [feed])

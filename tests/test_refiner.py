@@ -29,6 +29,9 @@ def test_refine_info_round_trips_and_is_written_only_when_set():
     assert ModelInfo.from_props(props) == refined
     assert ModelInfo.from_dict(refined.to_dict()).refine == REFINE
     assert ModelInfo.from_props(plain.to_props()).refine is None
+    # a refined file says format 2, which a runtime from before the refiner (it read 1) refuses
+    assert plain.to_props()["maskdepth.format_version"] == "1"
+    assert props["maskdepth.format_version"] == "2"
     assert REFINE.fits((256, 384)) and not REFINE.fits((600, 384)) and not REFINE.fits((32, 96))
 
 

@@ -60,6 +60,27 @@ def test_a_server_that_is_down_is_one_line(scheme):
     assert "\n" not in str(caught.value)
 
 
+@pytest.mark.parametrize("command", ["predict", "stream"])
+def test_the_commands_take_a_server_url(command, tmp_path, capsys):
+    """`predict` and `stream` pass a URL to the Predictor as it is (a Path would fold its
+    ``//`` and look for a file): a server that is down is its one line, not "no such file"."""
+    import numpy as np
+
+    from maskdepth.cli import main
+    from maskdepth.runtime.image import write_image
+
+    for name in ("bg", "scene"):
+        write_image(tmp_path / f"{name}.png", np.full((16, 16, 3), 90, np.uint8))
+    with socket.socket() as closed:  # bound, not listening: connections are refused
+        closed.bind(("127.0.0.1", 0))
+        url = f"grpc://127.0.0.1:{closed.getsockname()[1]}/maskdepth"
+        source = ["--scene"] if command == "predict" else ["--source"]
+        args = [command, url, "--bg", str(tmp_path / "bg.png"), *source]
+        code = main([*args, str(tmp_path / "scene.png"), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "no Triton server answers" in err[0], err
+
+
 @pytest.mark.parametrize("scheme", ["grpc", "http"])
 def test_a_server_that_never_answers_is_one_line_within_the_connect_timeout(scheme):
     with socket.socket() as silent:  # the kernel accepts connections; nobody ever answers

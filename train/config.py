@@ -278,6 +278,11 @@ class TrainConfig:
                 "sizes do not take a refiner; train the base progressively, then pass its "
                 "best.pt to --init with one --size"
             )
+        if self.freeze != "none" and self.bn_reestimate:
+            raise MaskDepthError(
+                f"--freeze {self.freeze} with --bn-reestimate: re-estimating BatchNorm would "
+                "change the frozen part's statistics; pass --bn-reestimate 0"
+            )
         base, full = size_pair(self.size), size_pair(self.full_size)
         if full[0] < base[0] or full[1] < base[1]:
             raise MaskDepthError(

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from maskdepth.options import add_options, device_option, option, positional, positive
+from maskdepth.options import add_options, device_option, model_source, option, positional, positive
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.outputs import (
     DEFAULT_SAVE,
@@ -53,7 +53,10 @@ def threshold_arg(text: str) -> float | None:
 class PredictOptions:
     """What ``maskdepth predict`` is asked to do; exactly one of scene, scenes and video."""
 
-    model: Path = positional(type=Path, help="an exported model (.onnx or .engine)")
+    model: str | Path = positional(
+        type=model_source,
+        help="an exported model (.onnx or .engine), or a served one: grpc://HOST:8001/maskdepth",
+    )
     bg: Path = option(type=Path, required=True, help="the empty scene (background)")
     scene: Path | None = option(None, type=Path, exclusive="scenes", help="one scene image")
     scenes: Path | None = option(

@@ -8,7 +8,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from maskdepth.options import device_option, option, positional, positive
+from maskdepth.options import device_option, model_source, option, positional, positive
 from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.predictor import BACKENDS
 from maskdepth.runtime.stream.background import MODES
@@ -21,7 +21,10 @@ D = StreamConfig  # the defaults, typed once there
 
 @dataclass(kw_only=True)
 class StreamOptions:
-    model: Path = positional(type=Path, help="an exported model (.onnx or .engine)")
+    model: str | Path = positional(
+        type=model_source,
+        help="an exported model (.onnx or .engine), or a served one: grpc://HOST:8001/maskdepth",
+    )
     source: list[str] = option(
         action="append", required=True, metavar="[NAME=]SOURCE",
         help="a video file, a folder of frames, a camera index (0), a URL (rtsp://, http://, "

@@ -17,8 +17,10 @@ Refiners (``REFINERS``, by kind):
   |scene - bg|] that adds a correction to the upsampled logits (two 3x3 and one 1x1
   convolution).
 
-Both start as the bilinear upsampling of the base's logits (their last layer is zero), so a
-refiner trained from a base checkpoint starts where ``--no-refine`` is.
+Both start close to ``--no-refine`` (their last layer is zero): the conv head exactly at the
+bilinear upsampling of the base's logits, the guided filter at the upsampled box-filtered
+logits (A = 0, b = their local mean), so a refiner trained from a base checkpoint starts near
+where the base is.
 """
 
 from __future__ import annotations
