@@ -68,7 +68,7 @@ def _sizes(text: str) -> tuple[Size, ...]:
         ) from None
 
 
-def _normal(size: object) -> Size:
+def normal_size(size: object) -> Size:
     """A checked size as stored: an int, or an (h, w) tuple when not square."""
     if isinstance(size, int) and not isinstance(size, bool):
         return size
@@ -259,7 +259,7 @@ class TrainConfig:
         sizes = self.sizes
         if not isinstance(sizes, (list, tuple)) or not sizes:
             raise MaskDepthError(f"--size {sizes!r}: expected a list of sides, e.g. [64, 96]")
-        self.sizes = tuple(_normal(v) for v in sizes)
+        self.sizes = tuple(normal_size(v) for v in sizes)
         smallest = min(min(size_pair(v)) for v in self.sizes)
         if smallest < 16:
             raise MaskDepthError(f"--size {smallest}: expected at least 16 pixels")
@@ -270,7 +270,7 @@ class TrainConfig:
                 flag = "--refine" if self.refine is not None else "--freeze"
                 raise MaskDepthError(f"{flag} needs --full-size (a refined model)")
             return
-        self.full_size = _normal(self.full_size)
+        self.full_size = normal_size(self.full_size)
         self.refine = self.refine or DEFAULT_REFINE
         if len(self.sizes) > 1:
             raise MaskDepthError(

@@ -14,7 +14,7 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo, RefineInfo
 
 from .checkpoint import checkpoint_config
-from .config import TrainConfig
+from .config import TrainConfig, normal_size
 from .data.manifest import manifest_hash
 from .data.sources import Source, open_source
 from .data.split import split_indices
@@ -83,8 +83,7 @@ def data_from_checkpoint(
     its (train, val) split: what ``maskdepth eval --split val`` scores (a refined model's
     training size is its full resolution)."""
     record = ckpt["data"]
-    height, width = (int(v) for v in checkpoint_config(ckpt).preprocessing.size)
-    size = height if height == width else (height, width)
+    size = normal_size(tuple(int(v) for v in checkpoint_config(ckpt).preprocessing.size))
     source = open_data(
         spec or record["spec"],
         size=size,
