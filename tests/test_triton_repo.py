@@ -166,7 +166,7 @@ def test_model_info_is_written_once_and_is_the_networks(repos):
 
 
 def test_the_model_files_import_only_numpy_opencv_and_the_runtime():
-    allowed = {"__future__", "json", "pathlib", "collections.abc", "numpy", "cv2",
+    allowed = {"__future__", "functools", "json", "pathlib", "collections.abc", "numpy", "cv2",
                "triton_python_backend_utils"}  # fmt: skip
     for path in sorted(MODEL_FILES.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):

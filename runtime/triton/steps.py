@@ -93,3 +93,23 @@ def run_network(runner, feeds: Sequence[dict[str, np.ndarray]]) -> list[dict[str
         {name: outputs[name][start:stop] for name in OUTPUT_NAMES}
         for start, stop in zip(bounds[:-1], bounds[1:])
     ]
+
+
+def answer_each(
+    pb_utils, requests: list, inputs: Sequence[str], outputs: Sequence[str], work
+) -> list:
+    """The python backend's ``execute`` of pre and post: each request's ``inputs`` as numpy
+    arrays into ``work``, its ``outputs`` back, or the step's one-line MaskDepthError as that
+    request's error (the others are still answered). ``pb_utils``: the backend's
+    ``triton_python_backend_utils`` module, which exists only inside the server."""
+    responses = []
+    for request in requests:
+        arrays = [pb_utils.get_input_tensor_by_name(request, name).as_numpy() for name in inputs]
+        try:
+            result = work(*arrays)
+        except MaskDepthError as exc:
+            responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(str(exc))))
+            continue
+        tensors = [pb_utils.Tensor(name, result[name]) for name in outputs]
+        responses.append(pb_utils.InferenceResponse(output_tensors=tensors))
+    return responses
