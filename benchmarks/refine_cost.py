@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 
 from maskdepth.benchmarks.floor import _dims, onnx_flops
+from maskdepth.benchmarks.measure import time_calls
 from maskdepth.train.models import create_model
 from maskdepth.train.models.configs import TASKS
 from maskdepth.train.models.refiner import REFINERS
@@ -96,13 +96,7 @@ def cpu_ms(path: Path, repeats: int = 5) -> float:
         i.name: np.zeros([d if isinstance(d, int) else 1 for d in i.shape], np.float32)
         for i in session.get_inputs()
     }
-    session.run(None, feed)  # warm-up
-    best = float("inf")
-    for _ in range(repeats):
-        start = time.perf_counter()
-        session.run(None, feed)
-        best = min(best, time.perf_counter() - start)
-    return 1e3 * best
+    return min(time_calls(lambda: session.run(None, feed), warmup=1, iters=repeats))
 
 
 def report(

@@ -23,13 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from maskdepth.benchmarks.measure import describe, machine
+from maskdepth.benchmarks.measure import describe, machine, time_calls
 from maskdepth.options import parse_size
 from maskdepth.train.checkpoint import load_checkpoint, model_from_checkpoint
 from maskdepth.train.config import TrainConfig, size_pair
@@ -49,12 +48,7 @@ def timed_forward(ckpt: Path, size: tuple[int, int], repeats: int) -> tuple[floa
     with torch.no_grad():
         with FlopCounterMode(display=False) as counter:
             net(bg, scene)
-        times = []
-        for _ in range(repeats + 1):  # the first is a warm-up
-            started = time.perf_counter()
-            net(bg, scene)
-            times.append(1000 * (time.perf_counter() - started))
-    times = sorted(times[1:])
+        times = sorted(time_calls(lambda: net(bg, scene), warmup=1, iters=repeats))
     return counter.get_total_flops() / 1e9, times[len(times) // 2]
 
 
