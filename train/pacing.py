@@ -60,7 +60,8 @@ class Pacer:
             self.pace.val_seconds = seconds
 
     def _val_interval(self) -> int:
-        return self.config.val_every or self.steps_per_epoch
+        """Steps between validations: --val-every's, but every epoch ends with one too."""
+        return min(self.config.val_every or self.steps_per_epoch, self.steps_per_epoch)
 
     def _val_estimate(self) -> float:
         """Seconds of one validation before one was timed: the val images at a third of a
