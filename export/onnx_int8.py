@@ -13,6 +13,7 @@ Two targets, because the two consumers want different graphs:
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -25,15 +26,42 @@ from maskdepth.runtime.errors import MaskDepthError
 from maskdepth.runtime.model_info import ModelInfo
 
 from .onnx_fp32 import set_metadata
-from .options import BLOCKS, METHODS, NETWORK_SCOPES, TARGETS
+from .options import BLOCKS, FRAME_BLOCKS, METHODS, NETWORK_SCOPES, TARGETS
 
 
 def excluded_nodes(graph: onnx.ModelProto, blocks: Iterable[str]) -> list[str]:
-    """The names of ``graph``'s nodes inside ``blocks`` (left in float by the quantizer)."""
+    """The names of ``graph``'s nodes inside ``blocks`` (left in float by the quantizer), in
+    graph order."""
+    blocks = tuple(blocks)
     prefixes = tuple(
         scope + path for block in blocks for path in BLOCKS[block] for scope in NETWORK_SCOPES
     )
-    return [n.name for n in graph.graph.node if prefixes and n.name.startswith(prefixes)]
+    chosen = {n.name for n in graph.graph.node if prefixes and n.name.startswith(prefixes)}
+    for block in set(blocks) & set(FRAME_BLOCKS):
+        chosen.update(frame_nodes(graph, tail=block == "outputs"))
+    return [n.name for n in graph.graph.node if n.name in chosen]
+
+
+# A node in no module: "/Concat" (the exported wrapper's) or "/model/Resize" (the network's own).
+_FRAME_NODE = re.compile(r"/(model/)?[^/]+")
+
+
+def frame_nodes(graph: onnx.ModelProto, tail: bool = False) -> list[str]:
+    """The names of ``graph``'s nodes in no module of the network (block "frame"); ``tail``:
+    only those from which a graph output is reached through such nodes alone (block "outputs":
+    what follows the network's last layer)."""
+    frame = [n for n in graph.graph.node if _FRAME_NODE.fullmatch(n.name)]
+    if not tail:
+        return [n.name for n in frame]
+    producers = {out: n for n in frame for out in n.output}
+    todo = [producers[o.name] for o in graph.graph.output if o.name in producers]
+    reached: set[str] = set()
+    while todo:
+        node = todo.pop()
+        if node.name not in reached:
+            reached.add(node.name)
+            todo += [producers[name] for name in node.input if name in producers]
+    return [n.name for n in frame if n.name in reached]
 
 
 def to_int8(

@@ -44,7 +44,12 @@ def _tolerance(text: str) -> dict[str, float]:
 # (a plain model's U2-Net is "/model/", a refined model's "/model/base/"): the unit of
 # --int8-exclude and of the sensitivity sweep (benchmarks/scripts/int8_sensitivity.py). Both
 # decoders share a block; "refiner" is a refined model's refiner (nothing in a plain model).
+# FRAME_BLOCKS are not paths (export.onnx_int8.frame_nodes): "frame", the nodes in no module
+# (the input Concat, the output Sigmoids; a refined model's downscale to the base size, the
+# Concat of the base's logits, the Slices of the refined ones), and "outputs", the frame's tail
+# from the network's last layer to the graph outputs (the Sigmoids; a refined model's Slices).
 NETWORK_SCOPES = ("/model/", "/model/base/")
+FRAME_BLOCKS = ("frame", "outputs")
 BLOCKS: dict[str, tuple[str, ...]] = {
     "first": ("encoder/stages.0/project/",),
     **{f"encoder.{i}": (f"encoder/stages.{i}/",) for i in range(6)},
@@ -52,12 +57,15 @@ BLOCKS: dict[str, tuple[str, ...]] = {
     "sides": tuple(f"decoders.{d}/sides." for d in (0, 1)),
     "fuse": tuple(f"decoders.{d}/fuse/" for d in (0, 1)),
     "refiner": ("refiner/",),
+    **{name: () for name in FRAME_BLOCKS},
 }
 # What --int8-exclude auto keeps in float: chosen by the sweep (README, Export). Empty: on the
 # models measured, no block's float copy moved IoU or RMSE by more than the sweep's noise.
 AUTO_EXCLUDE: tuple[str, ...] = ()
-# A refined model's: its refiner kept in float (measured: README, Export).
-AUTO_EXCLUDE_REFINED: tuple[str, ...] = ("refiner",)
+# A refined model's: its refiner and its outputs kept in float (measured: README, Export). A
+# trained refiner's mask logits span about +-240, so INT8 on them (the refiner's last Concat,
+# the Slices and Sigmoids after it) is a step of 1.9 at the decision boundary: |dIoU| 0.016.
+AUTO_EXCLUDE_REFINED: tuple[str, ...] = ("refiner", "outputs")
 
 
 def parse_exclude(text: str) -> tuple[str, ...]:
@@ -120,7 +128,7 @@ class ExportOptions:
         metavar="auto|none|BLOCK[,BLOCK]",
         convert=_exclude,
         help="blocks kept in float in an INT8 file (first, encoder.0-5, decoder.0-4, sides, "
-        "fuse, refiner); auto: the sensitivity sweep's choice",
+        "fuse, refiner, frame, outputs); auto: the sensitivity sweep's choice",
     )
     parity_count: int = option(
         MIN_PARITY_SAMPLES, type=positive, help="held-out samples in the parity check"

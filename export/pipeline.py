@@ -289,7 +289,9 @@ def int8_float_blocks(info: ModelInfo, options: ExportOptions) -> tuple[tuple[st
     if options.int8_exclude is not None:
         return options.int8_exclude, "--int8-exclude"
     if info.refine is not None:
-        return AUTO_EXCLUDE_REFINED, "--int8-exclude auto: a refined model's refiner in float"
+        return AUTO_EXCLUDE_REFINED, (
+            "--int8-exclude auto: a refined model's refiner and outputs in float"
+        )
     return AUTO_EXCLUDE, "--int8-exclude auto: the sensitivity sweep's choice"
 
 

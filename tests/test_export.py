@@ -409,6 +409,9 @@ def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path
     every_block = set(excluded_nodes(graph, BLOCKS)) & convs
     assert every_block == convs  # the blocks cover the whole network
     assert len(set(excluded_nodes(graph, ["sides", "fuse"])) & convs) == 14
+    # a plain model's frame: the wrapper's input Concat and output Sigmoids, its tail the latter
+    assert excluded_nodes(graph, ["frame"]) == ["/Concat", "/Sigmoid", "/Sigmoid_1"]
+    assert excluded_nodes(graph, ["outputs"]) == ["/Sigmoid", "/Sigmoid_1"]
     path = tmp_path / "float_sides.onnx"
     args = ["export", str(checkpoint), "--format", "onnx-int8", "--int8-exclude", "sides,fuse",
             "--out", str(path), *ANY_DELTA, *FAST]  # fmt: skip
@@ -420,6 +423,18 @@ def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path
     sides = [n for n in quantized.node if n.op_type == "Conv" and "/sides." in n.name]
     assert len(sides) == 12 and all(producers.get(n.input[1]) != "DequantizeLinear" for n in sides)
     assert _parity(exported["onnx-int8"])["float_blocks"] == list(AUTO_EXCLUDE)
+
+
+def test_int8_sensitivity_keeps_blocks_float_in_every_row_but_full_int8(checkpoint, tmp_path):
+    from maskdepth.benchmarks.scripts import int8_sensitivity
+
+    args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "sides,outputs",
+            "--keep-float", "sides", "--out", str(tmp_path)]  # fmt: skip
+    assert int8_sensitivity.main(args) == 0
+    rows = json.loads((tmp_path / "int8_sensitivity.json").read_text())["rows"]
+    assert [r["float"] for r in rows] == ["(none: full INT8)", "sides", "sides+outputs"]
+    assert rows[0]["d_iou"] != rows[1]["d_iou"] or rows[0]["max_abs"] != rows[1]["max_abs"]
+    assert "| sides+outputs |" in (tmp_path / "int8_sensitivity.md").read_text()
 
 
 def test_int8_sensitivity_sweeps_calibrations_and_blocks_with_latency(checkpoint, tmp_path):

@@ -141,7 +141,47 @@ def test_int8_blocks_cover_a_refined_graph_and_the_refiner_stays_float(exported,
     convs_int8 = [n for n in quantized.node if n.op_type == "Conv"]
     weights = {n.name: producers.get(n.input[1]) for n in convs_int8}
     assert {k for k, v in weights.items() if v != "DequantizeLinear"} == refiner
-    assert _parity(exported["onnx-int8"])["float_blocks"] == ["refiner"]  # auto, for a refined
+    assert _parity(exported["onnx-int8"])["float_blocks"] == ["refiner", "outputs"]  # auto
+
+
+def test_frame_blocks_are_the_nodes_outside_base_and_refiner(exported):
+    """ "frame": every node neither under /model/base/ nor /model/refiner/ (the downscale, the
+    concat of the base's logits, the slices of the refined ones, the sigmoids); "outputs": its
+    tail from the refiner to the graph outputs."""
+    from maskdepth.export.onnx_int8 import excluded_nodes
+    from maskdepth.export.options import parse_exclude
+
+    assert parse_exclude("frame,outputs") == ("frame", "outputs")
+    model = onnx.load(str(exported["onnx"]))
+    nodes = {n.name: n for n in model.graph.node}
+    outside = [n for n in nodes if not n.startswith(("/model/base/", "/model/refiner/"))]
+    frame = excluded_nodes(model, ["frame"])
+    assert frame == outside
+    ops = {nodes[n].op_type for n in frame}
+    assert {"Resize", "AveragePool", "Concat", "Slice", "Sigmoid"} <= ops
+    tail = excluded_nodes(model, ["outputs"])
+    assert sorted(nodes[n].op_type for n in tail) == ["Sigmoid", "Sigmoid", "Slice", "Slice"]
+    producers = {o: name for name, n in nodes.items() for o in n.output}
+    for name in tail:  # each reads the refiner's output or another node of the tail
+        sources = [producers[i] for i in nodes[name].input if i in producers]
+        assert sources and all(s in tail or s.startswith("/model/refiner/") for s in sources)
+    assert {o for n in tail for o in nodes[n].output} >= {"mask", "depth"}
+
+
+def test_refined_int8_keeps_the_refined_logits_float(exported):
+    """From the refiner's output to ``mask`` and ``depth`` no Q/DQ: a trained refiner's logits
+    span hundreds, so 8 bits there are a step of ~2 at the mask's decision boundary."""
+    graph = onnx.load(str(exported["onnx-int8"])).graph
+    producers = {o: n for n in graph.node for o in n.output}
+    for output in ("mask", "depth"):
+        path, todo = [], [producers[output]]
+        while todo:
+            node = todo.pop()
+            if node.name.startswith("/model/refiner/"):
+                continue
+            path.append(node.op_type)
+            todo += [producers[i] for i in node.input if i in producers]
+        assert sorted(path) == ["Sigmoid", "Slice"], (output, path)
 
 
 def test_refined_engine_profile_is_the_models_range(refined, tmp_path):

@@ -5,9 +5,11 @@ parity check on the same held-out samples.
     python -m maskdepth.benchmarks.scripts.int8_sensitivity CKPT [CKPT ...] --data DIR \\
         --out runs/int8
 
-A block whose float copy brings IoU and RMSE back toward fp32 is a candidate for
-``--int8-exclude auto`` (``AUTO_EXCLUDE`` in maskdepth/export/onnx_int8.py). Writes
-``int8_sensitivity.md`` and ``.json``.
+``--keep-float refiner`` keeps those blocks in float in every row (after a row of full INT8 and
+one of them alone), so the sweep looks for what else to keep. A block whose float copy brings
+IoU and RMSE back toward fp32 is a candidate for ``--int8-exclude auto`` (``AUTO_EXCLUDE`` and
+``AUTO_EXCLUDE_REFINED`` in maskdepth/export/options.py). Writes ``int8_sensitivity.md`` and
+``.json``.
 """
 
 from __future__ import annotations
@@ -29,21 +31,31 @@ def sweep(checkpoint: Path, args: argparse.Namespace) -> list[dict]:
     files: dict[str, Path] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for method in args.calib_methods:
-            for block in ["(none: full INT8)", *args.blocks]:
+            for exclude in float_sets(args.keep_float, args.blocks):
                 path = Path(tmp) / f"{len(rows)}.onnx"
                 options = ExportOptions(
                     format="onnx-int8", data=args.data, int8_target=args.target,
                     parity_count=args.count, calib_count=args.count, calib_method=method,
-                    tolerance={"*": 1.0}, int8_exclude=() if block.startswith("(") else (block,),
+                    tolerance={"*": 1.0}, int8_exclude=exclude,
                     size=(args.size, args.size) if args.size else None,
                 )  # fmt: skip
                 measured = _gated(checkpoint, path, options)
                 rows.append({"checkpoint": str(checkpoint), "calibration": method,
-                             "float": block, **measured})  # fmt: skip
+                             "float": "+".join(exclude) or FULL_INT8, **measured})  # fmt: skip
                 files[str(len(rows) - 1)] = path
         if args.time:
             _add_latency(rows, files, args)
     return rows
+
+
+FULL_INT8 = "(none: full INT8)"
+
+
+def float_sets(keep: tuple[str, ...], blocks: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The blocks each row keeps in float: none (full INT8), then ``keep`` alone (when given),
+    then ``keep`` and one more block, for each of ``blocks`` not in ``keep``."""
+    sets = [(), keep, *((*keep, block) for block in blocks if block not in keep)]
+    return list(dict.fromkeys(sets))
 
 
 def _gated(checkpoint: Path, path: Path, options: ExportOptions) -> dict:
@@ -61,7 +73,7 @@ def _add_latency(rows: list[dict], files: dict[str, Path], args: argparse.Namesp
 
     size = read_onnx_info(str(next(iter(files.values())))).size[0]
     p50 = time_files(files, size, args.threads, args.repeats)
-    full = {r["calibration"]: p50[str(i)] for i, r in enumerate(rows) if r["float"][0] == "("}
+    full = {r["calibration"]: p50[str(i)] for i, r in enumerate(rows) if r["float"] == FULL_INT8}
     for i, row in enumerate(rows):
         row["p50_ms"] = p50[str(i)]
         row["x_full_int8"] = p50[str(i)] / full[row["calibration"]]
@@ -87,6 +99,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count", type=int, default=64, help="parity and calibration samples")
     parser.add_argument(
         "--blocks", type=parse_exclude, default=tuple(BLOCKS), help="comma-separated (all)"
+    )
+    parser.add_argument(
+        "--keep-float",
+        type=parse_exclude,
+        default=(),
+        metavar="BLOCK[,BLOCK]",
+        help="blocks kept in float in every row but full INT8's, e.g. refiner",
     )
     parser.add_argument(
         "--calib-methods", nargs="+", choices=list(METHODS), default=["minmax"], metavar="METHOD"
