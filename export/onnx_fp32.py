@@ -9,9 +9,11 @@ nothing else changes.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import warnings
+from collections import OrderedDict
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,7 +46,37 @@ def dynamic_axes(dynamic: tuple[str, ...]) -> dict[str, dict[int, str]]:
     return {name: dict(axes) for name in INPUT_NAMES + OUTPUT_NAMES}
 
 
+# Graphs traced in this process, newest last: the serialized graph by fingerprint(model, info,
+# opset). Exporting the same weights again (the fp16 and INT8 files after fp32, a sensitivity
+# sweep's rows, the demo's three formats) reuses the trace and onnxslim's pass, ~4 s each time.
+_TRACED: OrderedDict[str, bytes] = OrderedDict()
+TRACED_KEPT = 4
+
+
 def export_graph(model: nn.Module, info: ModelInfo, opset: int) -> onnx.ModelProto:
+    """The ONNX graph of ``model`` (see :func:`trace_graph`), a fresh copy of the one traced
+    before in this process when the weights, facts and opset are the same."""
+    key = fingerprint(model, info, opset)
+    if key not in _TRACED:
+        _TRACED[key] = trace_graph(model, info, opset).SerializeToString()
+        while len(_TRACED) > TRACED_KEPT:
+            _TRACED.popitem(last=False)
+    _TRACED.move_to_end(key)
+    return onnx.load_from_string(_TRACED[key])
+
+
+def fingerprint(model: nn.Module, info: ModelInfo, opset: int) -> str:
+    """sha256 of the model's class, every tensor of its state (names, dtypes, shapes, bytes),
+    ``info`` and ``opset``: what its traced graph is a function of."""
+    digest = hashlib.sha256(f"{type(model).__qualname__}|{info!r}|{opset}".encode())
+    for name, tensor in model.state_dict().items():
+        flat = tensor.detach().cpu().contiguous().reshape(-1)
+        digest.update(f"|{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b"")
+    return digest.hexdigest()
+
+
+def trace_graph(model: nn.Module, info: ModelInfo, opset: int) -> onnx.ModelProto:
     """Trace ``model`` (a zoo model in eval mode) into an ONNX graph with the metadata inside.
 
     A refined model (``info.refine``) is traced at its full training size with dynamic height

@@ -13,7 +13,7 @@ pytest.importorskip("onnxruntime")
 
 def test_demo_runs_the_whole_story_and_reports_it(tmp_path, capsys):
     out = tmp_path / "demo"
-    plan = DemoPlan(minutes=0.5, count=40, size=32, batch=8, bench_seconds=0.1)
+    plan = DemoPlan(minutes=0.4, count=40, size=32, batch=8, bench_seconds=0.1)
     plan.tolerance = {"*": 1.0}  # 4 validation scenes of an untrained net: INT8 is far off
     assert run_demo(out, plan) == 0
     assert f"report: {out / 'report.md'}" in capsys.readouterr().out

@@ -425,28 +425,51 @@ def test_int8_exclude_keeps_named_blocks_in_float(exported, checkpoint, tmp_path
     assert _parity(exported["onnx-int8"])["float_blocks"] == list(AUTO_EXCLUDE)
 
 
-def test_int8_sensitivity_keeps_blocks_float_in_every_row_but_full_int8(checkpoint, tmp_path):
-    from maskdepth.benchmarks.scripts import int8_sensitivity
-
-    args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "sides,outputs",
-            "--keep-float", "sides", "--out", str(tmp_path)]  # fmt: skip
-    assert int8_sensitivity.main(args) == 0
-    rows = json.loads((tmp_path / "int8_sensitivity.json").read_text())["rows"]
-    assert [r["float"] for r in rows] == ["(none: full INT8)", "sides", "sides+outputs"]
-    assert rows[0]["d_iou"] != rows[1]["d_iou"] or rows[0]["max_abs"] != rows[1]["max_abs"]
-    assert "| sides+outputs |" in (tmp_path / "int8_sensitivity.md").read_text()
-
-
 def test_int8_sensitivity_sweeps_calibrations_and_blocks_with_latency(checkpoint, tmp_path):
     from maskdepth.benchmarks.scripts import int8_sensitivity
 
-    args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "sides",
-            "--calib-methods", "minmax", "percentile", "--time", "--repeats", "1"]  # fmt: skip
+    args = [str(checkpoint), "--count", "8", "--target", "cpu", "--blocks", "outputs",
+            "--keep-float", "outputs", "--calib-methods", "minmax", "percentile", "--time",
+            "--repeats", "1"]  # fmt: skip
     assert int8_sensitivity.main([*args, "--out", str(tmp_path)]) == 0
     rows = json.loads((tmp_path / "int8_sensitivity.json").read_text())["rows"]
-    blocks = ["(none: full INT8)", "sides"]
+    blocks = ["(none: full INT8)", "outputs"]  # --keep-float outputs: every row but the first
     assert [(r["calibration"], r["float"]) for r in rows] == [
         (method, block) for method in ("minmax", "percentile") for block in blocks
     ]
+    assert rows[0]["d_iou"] != rows[1]["d_iou"] or rows[0]["max_abs"] != rows[1]["max_abs"]
+    assert "| outputs |" in (tmp_path / "int8_sensitivity.md").read_text()
     assert all(abs(r["d_iou"]) <= 1 and r["max_abs"] > 0 and r["p50_ms"] > 0 for r in rows)
     assert [r["x_full_int8"] for r in rows][::2] == [1.0, 1.0]  # each against its own full INT8
+    # --keep-float with more blocks: the kept ones alone, then each other block added to them
+    assert int8_sensitivity.float_sets(("refiner",), ("refiner", "frame", "outputs")) == [
+        (), ("refiner",), ("refiner", "frame"), ("refiner", "outputs"),
+    ]  # fmt: skip
+
+
+def test_the_same_weights_are_traced_once_per_process(monkeypatch):
+    """export_graph reuses a trace for the same weights, facts and opset (a fresh copy each
+    time), and traces again when any of them changes."""
+    from maskdepth.export import onnx_fp32
+    from maskdepth.runtime.model_info import ModelInfo, Preprocessing
+    from maskdepth.train.models import create_model
+
+    traced = []
+    trace = onnx_fp32.trace_graph
+    monkeypatch.setattr(onnx_fp32, "trace_graph", lambda *a: traced.append(a) or trace(*a))
+    monkeypatch.setattr(onnx_fp32, "_TRACED", type(onnx_fp32._TRACED)())
+    torch.manual_seed(0)
+    model = create_model("u2netp-lite").eval()
+    info = ModelInfo("u2netp-lite", Preprocessing(size=(32, 32)), version="test")
+    first = onnx_fp32.export_graph(model, info, 17)
+    first.graph.node[0].name = "changed by a caller"
+    again = onnx_fp32.export_graph(model, info, 17)
+    assert len(traced) == 1 and again.graph.node[0].name != "changed by a caller"
+    assert again.SerializeToString() == trace(model, info, 17).SerializeToString()
+    key = onnx_fp32.fingerprint(model, info, 17)
+    assert onnx_fp32.fingerprint(model, info, 16) != key
+    assert onnx_fp32.fingerprint(model, replace(info, version="other"), 17) != key
+    with torch.no_grad():
+        next(model.parameters()).add_(1e-3)
+    changed = onnx_fp32.export_graph(model, info, 17)
+    assert len(traced) == 2 and changed.SerializeToString() != again.SerializeToString()
