@@ -49,19 +49,24 @@ def dynamic_axes(dynamic: tuple[str, ...]) -> dict[str, dict[int, str]]:
 # Graphs traced in this process, newest last: the serialized graph by fingerprint(model, info,
 # opset). Exporting the same weights again (the fp16 and INT8 files after fp32, a sensitivity
 # sweep's rows, the demo's three formats) reuses the trace and onnxslim's pass, ~4 s each time.
+# At most TRACED_KEPT graphs and TRACED_BYTES in all (the newest is always kept).
 _TRACED: OrderedDict[str, bytes] = OrderedDict()
-TRACED_KEPT = 4
+TRACED_KEPT, TRACED_BYTES = 4, 512 * 2**20
 
 
 def export_graph(model: nn.Module, info: ModelInfo, opset: int) -> onnx.ModelProto:
     """The ONNX graph of ``model`` (see :func:`trace_graph`), a fresh copy of the one traced
-    before in this process when the weights, facts and opset are the same."""
+    before in this process when the weights, facts and opset are the same. The fingerprint
+    does not see the model's code: a caller that changes it between exports (a benchmark
+    patching the upsampling) calls :func:`trace_graph`."""
     key = fingerprint(model, info, opset)
     if key not in _TRACED:
         _TRACED[key] = trace_graph(model, info, opset).SerializeToString()
-        while len(_TRACED) > TRACED_KEPT:
-            _TRACED.popitem(last=False)
     _TRACED.move_to_end(key)
+    while len(_TRACED) > 1 and (
+        len(_TRACED) > TRACED_KEPT or sum(map(len, _TRACED.values())) > TRACED_BYTES
+    ):
+        _TRACED.popitem(last=False)
     return onnx.load_from_string(_TRACED[key])
 
 

@@ -473,3 +473,7 @@ def test_the_same_weights_are_traced_once_per_process(monkeypatch):
         next(model.parameters()).add_(1e-3)
     changed = onnx_fp32.export_graph(model, info, 17)
     assert len(traced) == 2 and changed.SerializeToString() != again.SerializeToString()
+    assert len(onnx_fp32._TRACED) == 2
+    monkeypatch.setattr(onnx_fp32, "TRACED_BYTES", 1)  # over the budget: only the newest stays
+    onnx_fp32.export_graph(model, info, 17)
+    assert len(traced) == 2 and list(onnx_fp32._TRACED) == [onnx_fp32.fingerprint(model, info, 17)]
