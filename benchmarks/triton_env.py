@@ -4,8 +4,9 @@ The ``nvidia-pytriton`` 0.7.0 wheel bundles a ``tritonserver`` binary (Triton 2.
 python backend, its stubs for Python 3.8-3.13 and the ensemble scheduler. Its python backend
 stub needs ``numpy<2`` (with numpy 2 every response fails with "output tensor shape does not
 match size of output"), so it gets an environment of its own, never the project's: numpy<2,
-onnxruntime, OpenCV, tritonclient and maskdepth itself, installed editable without its
-dependencies (so the server always runs the checkout's code).
+onnxruntime, OpenCV, the server wheel without its Python API's dependencies, and maskdepth
+itself, installed editable without its dependencies (so the server always runs the checkout's
+code).
 
 The environment is built once into ``CACHE/<hash of its recipe>/`` and reused; every pip call is
 bounded in time, and a build that fails (no package index, a wheel missing for this Python)
@@ -28,13 +29,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REQUIREMENTS = (
-    "numpy>=1.24,<2",
-    "onnxruntime>=1.18",
-    "opencv-python-headless>=4.8",
-    "nvidia-pytriton==0.7.0",
-    "tritonclient[grpc,http]>=2.51",
-)
+REQUIREMENTS = ("numpy>=1.24,<2", "onnxruntime>=1.18", "opencv-python-headless>=4.8")
+# Installed without its dependencies: only its bundled server, backends and stubs are used here
+# (its own Python API would add tritonclient, grpcio, gevent, aiohttp, pydantic, ... to every
+# build; the clients run in the project's environment).
+SERVER_WHEEL = "nvidia-pytriton==0.7.0"
 PIP_TIMEOUT_S = 600  # one pip call, whole; the mirror on these machines takes about 20 s
 PROJECT = Path(__file__).resolve().parents[1]  # the checkout (benchmarks/ is a top-level folder)
 CACHE_ENV = "MASKDEPTH_TRITON_ENV"
@@ -87,7 +86,8 @@ class TritonEnv:
 
 def recipe_key(python: str, project: Path = PROJECT) -> str:
     """Hash of everything the environment is made from: requirements, interpreter, checkout."""
-    facts = [*REQUIREMENTS, os.path.realpath(python), str(project.resolve()), sys.platform]
+    facts = [*REQUIREMENTS, SERVER_WHEEL, os.path.realpath(python), str(project.resolve())]
+    facts.append(sys.platform)
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
 
 
@@ -147,11 +147,12 @@ def _build(folder: Path, python: str, project: Path) -> None:
     vpython = str(venv / "bin" / "python")
     pip = [vpython, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
     _run([*pip, *REQUIREMENTS], "installing the serving requirements", PIP_TIMEOUT_S)
+    _run([*pip, "--no-deps", SERVER_WHEEL], "installing the server", PIP_TIMEOUT_S)
     _run([*pip, "--no-deps", "-e", str(project)], "installing maskdepth", PIP_TIMEOUT_S)
-    probe = (
-        "import json, sys, sysconfig, pytriton; print(json.dumps({'libdir': "
+    probe = (  # where the wheel is, without importing its Python API (its deps are not here)
+        "import json, sys, sysconfig, importlib.util as u; print(json.dumps({'libdir': "
         "sysconfig.get_config_var('LIBDIR'), 'python_version': '%d.%d' % sys.version_info[:2], "
-        "'pytriton': pytriton.__file__}))"
+        "'pytriton': u.find_spec('pytriton').origin}))"
     )
     facts = json.loads(_run([vpython, "-c", probe], "inspecting the environment", 60))
     dist = Path(facts.pop("pytriton")).parent / "tritonserver"
