@@ -20,7 +20,13 @@ def _size_traced(x, like):
     return F.interpolate(x, size=like.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def export_files(folder: Path, size: int, targets: list[str]) -> dict[str, Path]:
+FORMS = ("sizes (before)", "scales (now)")
+
+
+def export_files(
+    folder: Path, size: int, targets: list[str], forms: tuple[str, ...] = FORMS
+) -> dict[str, Path]:
+    """fp32 and INT8 per target of each of ``forms``, named ``"fp32, FORM"``, ``"int8 T, FORM"``."""
     import onnx
     import torch
 
@@ -37,7 +43,7 @@ def export_files(folder: Path, size: int, targets: list[str]) -> dict[str, Path]
     feeds = [{n: rng.random((1, 3, size, size), dtype=np.float32) for n in ("bg", "scene")}
              for _ in range(8)]  # fmt: skip
     files: dict[str, Path] = {}
-    for form in ("sizes (before)", "scales (now)"):
+    for form in forms:
         patch = "maskdepth.train.models.u2net._upsample_like"
         before = form.startswith("sizes")
         with mock.patch(patch, _size_traced) if before else contextlib.nullcontext():

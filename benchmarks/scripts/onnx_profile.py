@@ -95,8 +95,7 @@ def _profiled(path: Path, options, feed: dict, calls: int):
 
 def run(args: argparse.Namespace) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        files = export_files(Path(tmp), args.size, args.int8_target)
-        files = {name: path for name, path in files.items() if "now" in name}
+        files = export_files(Path(tmp), args.size, args.int8_target, forms=("scales (now)",))
         by_file = {name: profile(path, args.size, args.threads, args.calls)
                    for name, path in files.items()}  # fmt: skip
     return {"size": args.size, "threads": args.threads, "calls": args.calls, "files": by_file}

@@ -93,8 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per setting")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        exported = export_files(Path(tmp), args.size, ["tensorrt", "cpu"])
-        files = {k.split(",")[0]: v for k, v in exported.items() if k.endswith("(now)")}
+        exported = export_files(Path(tmp), args.size, ["tensorrt", "cpu"], forms=("scales (now)",))
+        files = {k.split(",")[0]: v for k, v in exported.items()}
         report = {"size": args.size,
                   "levels": levels(files, args.size, 2, args.repeats, Path(tmp)),
                   "batches": batches(files, args.size, args.repeats)}  # fmt: skip
