@@ -152,7 +152,7 @@ def test_a_budgeted_run_ends_annealed_within_its_budget(tmp_path, monkeypatch):
     import maskdepth.train.state
     import maskdepth.train.trainer
 
-    clock = _Clock(tick=0.05)
+    clock = _Clock(tick=0.08)
     for module in (maskdepth.train.plan, maskdepth.train.state, maskdepth.train.trainer):
         monkeypatch.setattr(module, "time", clock)
     budget_s = 12.0
