@@ -142,7 +142,7 @@ def test_machine_describes_a_gpu_it_is_given():
 def test_export_graph_compares_the_two_upsampling_exports(tmp_path):
     from maskdepth.benchmarks.scripts import export_graph
 
-    args = ["--out", str(tmp_path), "--size", "32", "--repeats", "1", "--int8-target", "cpu"]
+    args = ["--out", str(tmp_path), "--size", "32", "--repeats", "1", "--int8-target"]  # none
     assert export_graph.main(args) == 0
     report = json.loads((tmp_path / "export_graph.json").read_text())
     rows = {row["file"]: row for row in report["rows"]}
@@ -150,7 +150,8 @@ def test_export_graph_compares_the_two_upsampling_exports(tmp_path):
     assert before["by_type"]["Shape"] == before["by_type"]["Resize"] == 61
     assert "Shape" not in now["by_type"] and now["nodes"] == before["nodes"] - 183
     assert report["gflop"] == pytest.approx(0.6832, rel=1e-3) and now["x_floor"] > 0
-    assert "| int8 cpu, scales (now) |" in (tmp_path / "export_graph.md").read_text()
+    assert list(rows) == ["fp32, sizes (before)", "fp32, scales (now)"]  # no INT8 asked for
+    assert "| fp32, scales (now) |" in (tmp_path / "export_graph.md").read_text()
 
 
 def test_session_settings_table_covers_levels_batches_and_threads(tmp_path):
