@@ -86,8 +86,8 @@ class TritonEnv:
 
 def recipe_key(python: str, project: Path = PROJECT) -> str:
     """Hash of everything the environment is made from: requirements, interpreter, checkout."""
-    facts = [*REQUIREMENTS, SERVER_WHEEL, os.path.realpath(python), str(project.resolve())]
-    facts.append(sys.platform)
+    facts = [*REQUIREMENTS, SERVER_WHEEL, os.path.realpath(python)]
+    facts += [str(project.resolve()), sys.platform]
     return hashlib.sha256("\n".join(facts).encode()).hexdigest()[:16]
 
 

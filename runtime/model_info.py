@@ -36,10 +36,10 @@ from .errors import MaskDepthError
 from .preprocess import Preprocessing
 
 FORMAT = "maskdepth-model"
-FORMAT_VERSION = 2  # the newest this runtime reads
 # A refined model's file says 2, so that a runtime from before the refiner refuses it ("upgrade")
 # instead of running it on frames squashed to its size; every other file still says 1.
 PLAIN_FORMAT_VERSION, REFINED_FORMAT_VERSION = 1, 2
+FORMAT_VERSION = REFINED_FORMAT_VERSION  # the newest this runtime reads
 PREFIX = "maskdepth."
 PRECISIONS = ("fp32", "fp16", "int8")
 STRIDE = 32  # the U2-Net family pools five times by 2: sides that are multiples of 32 export

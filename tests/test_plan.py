@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from maskdepth.train.plan import DRIFT, MARGIN, OneCycle, Plan, steps_that_fit
+from maskdepth.train.plan import DRIFT, MARGIN, OneCycle, Plan, steps_that_fit, validations
 
 
 def _torch_one_cycle(total: int, max_lr: float = 0.01) -> tuple[list[float], list[float]]:
@@ -106,3 +106,15 @@ def test_steps_that_fit_respects_the_cap_the_start_and_a_floor_of_one():
     # From step 95 with validations every 100 steps, step 100 triggers one (5 s) on the way.
     assert steps_that_fit(20.0, 1.0, 5.0, 100, cap=10**6, start=95) == 14
     assert steps_that_fit(20.0, 1.0, 5.0, 100, cap=10**6, start=0) == 19
+
+
+def test_validations_count_every_epochs_end_too():
+    # --val-every 10 in epochs of 18 steps: after steps 10, 18, 20, 30, 36, 40, 50, 54, 60
+    due = [s for s in range(1, 61) if s % 10 == 0 or s % 18 == 0]
+    assert validations(0, 60, 10, epoch=18) == len(due) == 9
+    assert validations(12, 40, 10, epoch=18) == len([s for s in due if 12 < s <= 40]) == 5
+    assert validations(0, 60, 10) == 6 and validations(0, 60, 6, epoch=6) == 10
+    # the planner counts them: 18-step epochs with a validation due every 10 steps cost more
+    assert steps_that_fit(100.0, 1.0, 5.0, 10, cap=10**6, epoch=18) < steps_that_fit(
+        100.0, 1.0, 5.0, 10, cap=10**6
+    )

@@ -60,8 +60,8 @@ class Pacer:
             self.pace.val_seconds = seconds
 
     def _val_interval(self) -> int:
-        """Steps between validations: --val-every's, but every epoch ends with one too."""
-        return min(self.config.val_every or self.steps_per_epoch, self.steps_per_epoch)
+        """Steps between validations inside an epoch (every epoch also ends with one)."""
+        return self.config.val_every or self.steps_per_epoch
 
     def _val_estimate(self) -> float:
         """Seconds of one validation before one was timed: the val images at a third of a
@@ -90,7 +90,10 @@ class Pacer:
         step_s, val_s, elapsed = self._measured()
         interval = self._val_interval()
         cap = state.max_steps - state.step
-        fit = steps_that_fit(budget - elapsed, step_s, val_s, interval, cap, start=state.step)
+        fit = steps_that_fit(
+            budget - elapsed, step_s, val_s, interval, cap, start=state.step,
+            epoch=self.steps_per_epoch,
+        )  # fmt: skip
         state.plan = state.plan.resized(
             state.step, state.step + fit, step_seconds=step_s, val_seconds=val_s,
             replanned=replanned or state.plan.replanned,
@@ -111,5 +114,7 @@ class Pacer:
         interval = self._val_interval()
         if not plan.replanned and plan.drifted(step_s, val_s):
             self._replan("re-planned (the speed drifted)", replanned=True)
-        elif plan.overruns(self.state.step, elapsed, budget, step_s, val_s, interval):
+        elif plan.overruns(
+            self.state.step, elapsed, budget, step_s, val_s, interval, self.steps_per_epoch
+        ):
             self._replan("re-planned to end in time")

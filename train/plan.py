@@ -114,12 +114,13 @@ class Plan:
         step_seconds: float,
         val_seconds: float,
         val_interval: int,
+        epoch: int | None = None,
     ) -> bool:
         """True when the rest of the plan, at these speeds, would end past ``budget`` seconds
-        (the last validation not counted)."""
+        (the last validation not counted; see :func:`validations` for ``epoch``)."""
         last = self.total_steps - 1
-        validations = max(0, last // val_interval - step // val_interval)
-        rest = (self.total_steps - step) * step_seconds + validations * val_seconds
+        validations_left = validations(step, last, val_interval, epoch)
+        rest = (self.total_steps - step) * step_seconds + validations_left * val_seconds
         return elapsed + rest > budget
 
     def to_dict(self) -> dict:
@@ -130,6 +131,19 @@ class Plan:
         return cls(**data)
 
 
+def validations(done: int, last: int, every: int, epoch: int | None = None) -> int:
+    """The validations after steps ``done + 1`` to ``last`` (counted from 1): one after every
+    ``every``-th step and, given ``epoch`` (steps per epoch), one after each epoch's last step,
+    which a validation due at the same step does not double."""
+
+    def after(interval: int) -> int:
+        return max(0, last // interval - done // interval)
+
+    if epoch is None or epoch == every:
+        return after(every)
+    return after(every) + after(epoch) - after(math.lcm(every, epoch))
+
+
 def steps_that_fit(
     seconds: float,
     step_seconds: float,
@@ -137,16 +151,17 @@ def steps_that_fit(
     val_interval: int,
     cap: int,
     start: int = 0,
+    epoch: int | None = None,
 ) -> int:
     """The most optimizer steps after step ``start`` (at least 1, at most ``cap``) whose
     training time plus the validations they trigger fit in ``seconds``: one validation after
-    every ``val_interval``-th step, except the run's last, which may end past the budget (a run
-    ends "within the budget plus one validation")."""
+    every ``val_interval``-th step (and every epoch's last, given ``epoch``), except the run's
+    last, which may end past the budget (a run ends "within the budget plus one validation")."""
     usable = seconds * (1 - MARGIN)
 
     def cost(steps: int) -> float:
-        validations = (start + steps - 1) // val_interval - start // val_interval
-        return steps * step_seconds + validations * val_seconds
+        count = validations(start, start + steps - 1, val_interval, epoch)
+        return steps * step_seconds + count * val_seconds
 
     low, high = 1, max(1, cap)
     while low < high:  # the largest steps with cost <= usable (cost grows with steps)

@@ -23,6 +23,8 @@ from maskdepth.benchmarks.measure import publish, time_files
 from maskdepth.export.options import BLOCKS, METHODS, parse_exclude
 from maskdepth.export.pipeline import ExportOptions, export
 
+FULL_INT8 = "(none: full INT8)"  # the label of the row that keeps nothing in float
+
 
 def sweep(checkpoint: Path, args: argparse.Namespace) -> list[dict]:
     """One INT8 export per calibration method and kept-in-float block, each gated against
@@ -46,9 +48,6 @@ def sweep(checkpoint: Path, args: argparse.Namespace) -> list[dict]:
         if args.time:
             _add_latency(rows, files, args)
     return rows
-
-
-FULL_INT8 = "(none: full INT8)"
 
 
 def float_sets(keep: tuple[str, ...], blocks: tuple[str, ...]) -> list[tuple[str, ...]]:
